@@ -1,0 +1,1 @@
+//! Host-side image builder (being written).
