@@ -1,1 +1,28 @@
-//! Host-side image builder (being written).
+//! Host-side image builder for Tank.
+//!
+//! This library turns a board definition (`board` crate) and an init binary into the files a
+//! machine boots: the kernel (`vmlinuz`), a zstd-compressed initramfs holding the init and the
+//! kernel modules the board needs, the kernel command line and a manifest. It never needs root
+//! and never changes the host's apt configuration: the Debian kernel package is fetched with a
+//! private apt state folder under a cache directory.
+//!
+//! Code map:
+//! - [`kernel`]: resolve, download and extract Debian's kernel package.
+//! - [`modules`]: read every module's `.modinfo`, index it, compute the closure a board needs and
+//!   write the depmod-format files the init reads.
+//! - [`cpio`]: a deterministic cpio "newc" writer.
+//! - [`build`]: the top-level [`build::build`] that puts it all together and writes the output
+//!   folder and its [`build::Manifest`].
+//!
+//! Architecture invariant: the same inputs give byte-identical outputs (no timestamps, no host
+//! user or inode numbers, single-threaded compression).
+#![forbid(unsafe_code)]
+
+pub mod build;
+pub mod cpio;
+pub mod kernel;
+pub mod modules;
+
+pub use build::{build, BuildError, BuildRequest, Manifest};
+pub use kernel::{fetch, FetchError, KernelPackage};
+pub use modules::{Closure, ClosureError, IndexError, ModuleIndex};

@@ -1,1 +1,235 @@
-fn main() {}
+//! `cargo xtask`: build the Tank image, boot it in QEMU, run the tests, benchmark.
+
+mod bench;
+mod prereqs;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tank_tests::qemu::{self, Accel, Forward, QemuConfig};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark the Tank appliance image")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the image for a board (kernel, initramfs, command line, manifest).
+    Image {
+        #[arg(long, default_value = "qemu-x86_64")]
+        board: String,
+        /// Refresh the Debian package lists even if they are recent.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Build if needed and boot the image in QEMU with two data disks; the serial console is
+    /// this terminal (ctrl-a x quits QEMU).
+    Run {
+        #[arg(long, default_value = "qemu-x86_64")]
+        board: String,
+        /// tcg (default; works under nested virtualisation) or kvm.
+        #[arg(long)]
+        accel: Option<String>,
+        /// Guest memory in MiB (default: the board's).
+        #[arg(long)]
+        memory: Option<u32>,
+        /// Size of each data disk when it is created (sparse).
+        #[arg(long, default_value = "8G")]
+        disk_size: String,
+        /// Start with new blank disks.
+        #[arg(long)]
+        fresh_disks: bool,
+        /// First host port of the forwards (NFS = base+0, SMB = base+1, rpcbind = base+2).
+        #[arg(long, default_value_t = 10000)]
+        port_base: u16,
+    },
+    /// Run the unit tests and the QEMU end-to-end tests.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Measure sizes, boot time and memory; print a table and write JSON.
+    Bench {
+        #[arg(long, default_value = "qemu-x86_64")]
+        board: String,
+        #[arg(long, default_value = "target/tank/bench.json")]
+        json: PathBuf,
+    },
+    /// Install the host packages the tools need (as root) or print the command.
+    Prereqs,
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Image { board, refresh } => {
+            build_image(find_board(&board)?, refresh)?;
+        }
+        Cmd::Run {
+            board,
+            accel,
+            memory,
+            disk_size,
+            fresh_disks,
+            port_base,
+        } => run(find_board(&board)?, accel, memory, &disk_size, fresh_disks, port_base)?,
+        Cmd::Test { args } => test(&args)?,
+        Cmd::Bench { board, json } => bench::run(find_board(&board)?, &json)?,
+        Cmd::Prereqs => prereqs::ensure()?,
+    }
+    Ok(())
+}
+
+pub fn root() -> PathBuf {
+    tank_tests::workspace_root()
+}
+
+fn find_board(name: &str) -> Result<&'static board::Board> {
+    board::find(name).with_context(|| {
+        format!("unknown board '{name}'; the boards are: {}", board::names().join(", "))
+    })
+}
+
+/// Runs a command, printing it first; fails with the command and its status.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", show(cmd));
+    let status = cmd.status().with_context(|| format!("cannot start {}", show(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", show(cmd));
+    }
+    Ok(())
+}
+
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// The static init binary, built for the image.
+fn build_init() -> Result<PathBuf> {
+    let target = "x86_64-unknown-linux-gnu";
+    eprintln!("xtask: [1/2] building the init (static, release)");
+    run_cmd(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root())
+            .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
+            .args(["build", "--release", "--package", "appliance", "--target", target]),
+    )?;
+    let path = root().join("target").join(target).join("release/appliance");
+    if !path.exists() {
+        bail!("the build finished but {} is missing", path.display());
+    }
+    Ok(path)
+}
+
+/// Builds the image for `board` into `target/tank/<board>` and returns that folder.
+pub fn build_image(board: &'static board::Board, refresh: bool) -> Result<PathBuf> {
+    prereqs::ensure()?;
+    let started = Instant::now();
+    let init = build_init()?;
+    eprintln!("xtask: [2/2] assembling the {} image", board.name);
+    let out_dir = tank_tests::image_dir(board.name);
+    let cache_dir = root().join("target/kernel-cache");
+    let manifest = image::build(&image::BuildRequest {
+        board,
+        init_binary: &init,
+        cache_dir: &cache_dir,
+        out_dir: &out_dir,
+        version: env!("CARGO_PKG_VERSION"),
+        refresh,
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!(
+        "xtask: image for {} in {} ({:.1} s): kernel {}, {} modules",
+        board.name,
+        out_dir.display(),
+        started.elapsed().as_secs_f64(),
+        manifest.kernel.release,
+        manifest.modules.len()
+    );
+    Ok(out_dir)
+}
+
+fn run(
+    board: &'static board::Board,
+    accel: Option<String>,
+    memory: Option<u32>,
+    disk_size: &str,
+    fresh: bool,
+    port_base: u16,
+) -> Result<()> {
+    let image_dir = build_image(board, false)?;
+    let size = qemu::parse_size(disk_size).map_err(anyhow::Error::msg)?;
+    let disk_dir = root().join("target/disks").join(board.name);
+    let mut disks = Vec::new();
+    for name in ["sda.img", "sdb.img"] {
+        let path = disk_dir.join(name);
+        if fresh {
+            let _ = std::fs::remove_file(&path);
+        }
+        if qemu::ensure_disk(&path, size)? {
+            eprintln!("xtask: created blank disk {} ({disk_size}, sparse)", path.display());
+        }
+        disks.push(path);
+    }
+    let mut config = QemuConfig::new(board, image_dir);
+    config.disks = disks;
+    config.interactive = true;
+    config.accel = match accel {
+        Some(a) => Accel::parse(&a).map_err(anyhow::Error::msg)?,
+        None => Accel::from_env().map_err(anyhow::Error::msg)?,
+    };
+    if let Some(m) = memory {
+        config.memory_mib = m;
+    }
+    let forwards = [
+        ("NFS", false, port_base, 2049),
+        ("SMB", false, port_base + 1, 445),
+        ("rpcbind", false, port_base + 2, 111),
+        ("rpcbind (udp)", true, port_base + 2, 111),
+    ];
+    for (what, udp, host, guest) in forwards {
+        config.forwards.push(Forward { udp, host, guest });
+        eprintln!(
+            "xtask: {what:<14} 127.0.0.1:{host} -> guest {}/{guest}",
+            if udp { "udp" } else { "tcp" }
+        );
+    }
+    eprintln!("xtask: booting {} ({:?}); ctrl-a x quits QEMU", board.name, config.accel);
+    let mut cmd = config.command().map_err(anyhow::Error::msg)?;
+    let status = cmd.status().context("cannot start qemu-system-x86_64")?;
+    if !status.success() {
+        bail!("QEMU exited with {status}");
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let image_dir = build_image(board::default_board(), false)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root())
+        .env("TANK_IMAGE_ROOT", image_dir.parent().unwrap_or(Path::new(".")))
+        .env("TANK_KERNEL_CACHE", root().join("target/kernel-cache"))
+        .env("TANK_INIT_BINARY", root().join("target/x86_64-unknown-linux-gnu/release/appliance"))
+        .args(["test", "--workspace"])
+        .args(args);
+    run_cmd(&mut cmd)
+}

@@ -1,0 +1,278 @@
+//! A small line editor for a serial terminal in raw mode: printable input with echo,
+//! backspace, ctrl-u (erase line), ctrl-c (cancel line), up/down history, enter.
+//!
+//! It is a pure state machine: bytes in, bytes to echo and an outcome out, so it is tested
+//! (and fuzzed) without a terminal.
+
+/// Longest line accepted; further input rings the bell.
+pub const MAX_LINE: usize = 512;
+const HISTORY: usize = 50;
+
+/// What a byte completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Enter: the line to run.
+    Line(String),
+    /// Ctrl-c: the line was dropped.
+    Cancelled,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    #[default]
+    None,
+    Esc,
+    Csi,
+}
+
+#[derive(Debug, Default)]
+pub struct Editor {
+    line: String,
+    pending_utf8: Vec<u8>,
+    escape: Escape,
+    last_was_cr: bool,
+    history: Vec<String>,
+    /// Position while browsing history (`history.len()` = the line being typed).
+    browse: usize,
+    saved: String,
+}
+
+impl Editor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The line typed so far.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// Feeds one byte. Appends what to echo to `echo`; `prompt` is used to redraw the line.
+    pub fn feed(&mut self, byte: u8, prompt: &str, echo: &mut Vec<u8>) -> Option<Outcome> {
+        let was_cr = std::mem::replace(&mut self.last_was_cr, false);
+        match self.escape {
+            Escape::Esc => {
+                self.escape = if byte == b'[' || byte == b'O' { Escape::Csi } else { Escape::None };
+                return None;
+            }
+            Escape::Csi => {
+                // Parameters and intermediates continue the sequence; a final byte ends it.
+                if (0x40..=0x7e).contains(&byte) {
+                    self.escape = Escape::None;
+                    match byte {
+                        b'A' => self.recall(-1, prompt, echo),
+                        b'B' => self.recall(1, prompt, echo),
+                        _ => {}
+                    }
+                } else if !(0x20..=0x3f).contains(&byte) {
+                    self.escape = Escape::None;
+                }
+                return None;
+            }
+            Escape::None => {}
+        }
+        match byte {
+            b'\r' | b'\n' => {
+                if byte == b'\n' && was_cr {
+                    return None;
+                }
+                self.last_was_cr = byte == b'\r';
+                self.pending_utf8.clear();
+                echo.extend_from_slice(b"\r\n");
+                let line = std::mem::take(&mut self.line);
+                if !line.trim().is_empty() && self.history.last() != Some(&line) {
+                    if self.history.len() == HISTORY {
+                        self.history.remove(0);
+                    }
+                    self.history.push(line.clone());
+                }
+                self.browse = self.history.len();
+                Some(Outcome::Line(line))
+            }
+            0x03 => {
+                self.line.clear();
+                self.pending_utf8.clear();
+                self.browse = self.history.len();
+                echo.extend_from_slice(b"^C\r\n");
+                Some(Outcome::Cancelled)
+            }
+            0x15 => {
+                self.line.clear();
+                self.pending_utf8.clear();
+                self.redraw(prompt, echo);
+                None
+            }
+            0x7f | 0x08 => {
+                self.pending_utf8.clear();
+                if self.line.pop().is_some() {
+                    echo.extend_from_slice(b"\x08 \x08");
+                }
+                None
+            }
+            0x1b => {
+                self.escape = Escape::Esc;
+                None
+            }
+            0x0c => {
+                // Ctrl-l: clear the screen and redraw.
+                echo.extend_from_slice(b"\x1b[H\x1b[2J");
+                self.redraw(prompt, echo);
+                None
+            }
+            b if b < 0x20 => None,
+            b if b < 0x80 => {
+                self.pending_utf8.clear();
+                self.push_char(b as char, echo);
+                None
+            }
+            b => {
+                self.pending_utf8.push(b);
+                match std::str::from_utf8(&self.pending_utf8) {
+                    Ok(s) => {
+                        let s = s.to_string();
+                        self.pending_utf8.clear();
+                        for c in s.chars() {
+                            self.push_char(c, echo);
+                        }
+                    }
+                    Err(e) if e.error_len().is_some() || self.pending_utf8.len() >= 4 => {
+                        self.pending_utf8.clear();
+                    }
+                    Err(_) => {}
+                }
+                None
+            }
+        }
+    }
+
+    fn push_char(&mut self, c: char, echo: &mut Vec<u8>) {
+        if self.line.len() + c.len_utf8() > MAX_LINE {
+            echo.push(0x07);
+            return;
+        }
+        self.line.push(c);
+        let mut buf = [0u8; 4];
+        echo.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+
+    fn recall(&mut self, step: isize, prompt: &str, echo: &mut Vec<u8>) {
+        let len = self.history.len();
+        let target = self.browse as isize + step;
+        if target < 0 || target as usize > len {
+            echo.push(0x07);
+            return;
+        }
+        if self.browse == len {
+            self.saved = self.line.clone();
+        }
+        self.browse = target as usize;
+        self.line = if self.browse == len {
+            self.saved.clone()
+        } else {
+            self.history[self.browse].clone()
+        };
+        self.redraw(prompt, echo);
+    }
+
+    /// Writes the prompt and the current line from the start of the terminal line.
+    pub fn redraw(&self, prompt: &str, echo: &mut Vec<u8>) {
+        echo.extend_from_slice(b"\r\x1b[K");
+        echo.extend_from_slice(prompt.as_bytes());
+        echo.extend_from_slice(self.line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(ed: &mut Editor, bytes: &[u8]) -> (Vec<Outcome>, Vec<u8>) {
+        let mut outs = Vec::new();
+        let mut echo = Vec::new();
+        for &b in bytes {
+            if let Some(o) = ed.feed(b, "> ", &mut echo) {
+                outs.push(o);
+            }
+        }
+        (outs, echo)
+    }
+
+    #[test]
+    fn typing_and_enter() {
+        let mut ed = Editor::new();
+        let (outs, echo) = feed_all(&mut ed, b"status\r\n");
+        assert_eq!(outs, vec![Outcome::Line("status".into())]);
+        assert_eq!(echo, b"status\r\n");
+        let (outs, _) = feed_all(&mut ed, b"a\nb\r");
+        assert_eq!(outs, vec![Outcome::Line("a".into()), Outcome::Line("b".into())]);
+    }
+
+    #[test]
+    fn backspace_ctrl_u_ctrl_c() {
+        let mut ed = Editor::new();
+        let (outs, echo) = feed_all(&mut ed, b"stx\x7fat\x08\x08atus\r");
+        assert_eq!(outs, vec![Outcome::Line("status".into())]);
+        assert!(echo.windows(3).any(|w| w == b"\x08 \x08"));
+        let (outs, _) = feed_all(&mut ed, b"garbage\x15disks\r");
+        assert_eq!(outs, vec![Outcome::Line("disks".into())]);
+        let (outs, echo) = feed_all(&mut ed, b"poweroff\x03");
+        assert_eq!(outs, vec![Outcome::Cancelled]);
+        assert!(echo.ends_with(b"^C\r\n"));
+        assert_eq!(ed.line(), "");
+        // Backspace on an empty line echoes nothing.
+        let (_, echo) = feed_all(&mut ed, b"\x7f");
+        assert!(echo.is_empty());
+    }
+
+    #[test]
+    fn utf8_and_escape_sequences() {
+        let mut ed = Editor::new();
+        let (outs, _) = feed_all(&mut ed, "é日本\x1b[C\x1b[1;5Dx\r".as_bytes());
+        assert_eq!(outs, vec![Outcome::Line("é日本x".into())]);
+        // Backspace removes a whole character.
+        let (outs, _) = feed_all(&mut ed, "日\x7fa\r".as_bytes());
+        assert_eq!(outs, vec![Outcome::Line("a".into())]);
+        // Invalid UTF-8 is dropped.
+        let (outs, _) = feed_all(&mut ed, b"\xff\xfeok\r");
+        assert_eq!(outs, vec![Outcome::Line("ok".into())]);
+    }
+
+    #[test]
+    fn history() {
+        let mut ed = Editor::new();
+        feed_all(&mut ed, b"one\rtwo\r");
+        let (outs, _) = feed_all(&mut ed, b"\x1b[A\x1b[A\r");
+        assert_eq!(outs, vec![Outcome::Line("one".into())]);
+        let (outs, _) = feed_all(&mut ed, b"dra\x1b[A\x1b[Bft\r");
+        assert_eq!(outs, vec![Outcome::Line("draft".into())]);
+        // Up past the oldest entry rings the bell and keeps the line.
+        let (_, echo) = feed_all(&mut ed, b"\x1b[A\x1b[A\x1b[A\x1b[A\x1b[A");
+        assert!(echo.contains(&0x07));
+    }
+
+    #[test]
+    fn long_lines_are_capped() {
+        let mut ed = Editor::new();
+        let input = vec![b'x'; MAX_LINE + 10];
+        let (_, echo) = feed_all(&mut ed, &input);
+        assert_eq!(ed.line().len(), MAX_LINE);
+        assert_eq!(echo.iter().filter(|&&b| b == 0x07).count(), 10);
+    }
+
+    #[test]
+    fn fuzz_random_bytes() {
+        let mut ed = Editor::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut echo = Vec::new();
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            echo.clear();
+            if let Some(Outcome::Line(line)) = ed.feed(state as u8, "> ", &mut echo) {
+                assert!(line.len() <= MAX_LINE);
+                let _ = super::super::parse::parse(&line);
+            }
+        }
+    }
+}

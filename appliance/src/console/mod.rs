@@ -1,0 +1,203 @@
+//! The configuration console on the board's serial (and VGA) terminals.
+//!
+//! Each console device gets a session thread: it reads raw bytes, edits the line
+//! ([`editor`]), parses it into a [`Request`] ([`parse`]), hands the request to the init's
+//! event loop and prints the typed reply ([`render`]). Messages for the operator (alerts,
+//! shutdown notices) are broadcast to every session with [`Consoles::notify`]. The console
+//! never touches the system itself.
+
+pub mod editor;
+pub mod parse;
+pub mod render;
+pub mod request;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use editor::{Editor, Outcome};
+pub use request::{Reply, Request};
+
+use crate::init::Event;
+
+/// Guest uptime when the first prompt was written.
+pub static FIRST_PROMPT_AT: OnceLock<f64> = OnceLock::new();
+
+struct Session {
+    device: String,
+    tty: Mutex<Option<File>>,
+    editor: Mutex<Editor>,
+}
+
+/// Every console session, for broadcasts and the prompt.
+pub struct Consoles {
+    sessions: Vec<Arc<Session>>,
+    prompt: Mutex<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Consoles {
+    /// Opens each device under `/dev` and starts its session thread.
+    pub fn start(devices: &[&str], hostname: &str, events: Sender<Event>) -> Arc<Consoles> {
+        let consoles = Arc::new(Consoles {
+            sessions: devices
+                .iter()
+                .map(|d| {
+                    Arc::new(Session {
+                        device: d.to_string(),
+                        tty: Mutex::new(None),
+                        editor: Mutex::new(Editor::new()),
+                    })
+                })
+                .collect(),
+            prompt: Mutex::new(format!("{hostname}> ")),
+        });
+        for session in &consoles.sessions {
+            let session = session.clone();
+            let events = events.clone();
+            let all = consoles.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("console-{}", session.device))
+                .spawn(move || crate::init::guarded("console", || all.run(&session, &events)));
+            if let Err(e) = spawned {
+                log::error!("cannot start the console on {}: {e}", session.device);
+            }
+        }
+        consoles
+    }
+
+    pub fn set_hostname(&self, hostname: &str) {
+        *lock(&self.prompt) = format!("{hostname}> ");
+    }
+
+    fn prompt(&self) -> String {
+        lock(&self.prompt).clone()
+    }
+
+    /// Prints `message` on every console, above the line being typed.
+    pub fn notify(&self, message: &str) {
+        let prompt = self.prompt();
+        for session in &self.sessions {
+            let editor = lock(&session.editor);
+            let mut out = b"\r\x1b[K".to_vec();
+            out.extend_from_slice(message.replace('\n', "\r\n").as_bytes());
+            out.extend_from_slice(b"\r\n");
+            editor.redraw(&prompt, &mut out);
+            write_tty(session, &out);
+        }
+    }
+
+    fn run(&self, session: &Session, events: &Sender<Event>) {
+        let mut tty = loop {
+            match open_tty(&session.device) {
+                Ok(f) => break f,
+                Err(e) => {
+                    log::warn!("console /dev/{}: {e}; retrying", session.device);
+                    std::thread::sleep(Duration::from_secs(5));
+                }
+            }
+        };
+        match tty.try_clone() {
+            Ok(w) => *lock(&session.tty) = Some(w),
+            Err(e) => log::warn!("console /dev/{}: {e}", session.device),
+        }
+        write_tty(
+            session,
+            format!(
+                "\r\nTank {} on {}. Type 'help' for commands.\r\n{}",
+                crate::VERSION,
+                session.device,
+                self.prompt()
+            )
+            .as_bytes(),
+        );
+        let _ = FIRST_PROMPT_AT.set(crate::system::info::uptime_secs());
+        let mut buf = [0u8; 256];
+        loop {
+            let n = match tty.read(&mut buf) {
+                Ok(0) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("console /dev/{}: {e}; reopening", session.device);
+                    std::thread::sleep(Duration::from_secs(1));
+                    if let Ok(f) = open_tty(&session.device) {
+                        tty = f;
+                    }
+                    continue;
+                }
+            };
+            for &byte in &buf[..n] {
+                let prompt = self.prompt();
+                let mut echo = Vec::new();
+                let outcome = lock(&session.editor).feed(byte, &prompt, &mut echo);
+                write_tty(session, &echo);
+                match outcome {
+                    None => {}
+                    Some(Outcome::Cancelled) => write_tty(session, prompt.as_bytes()),
+                    Some(Outcome::Line(line)) => {
+                        let text = self.execute(&line, events);
+                        let mut out = text.replace('\n', "\r\n").into_bytes();
+                        out.extend_from_slice(self.prompt().as_bytes());
+                        write_tty(session, &out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one line and returns the text to print (ending with a newline when not empty).
+    fn execute(&self, line: &str, events: &Sender<Event>) -> String {
+        let request = match parse::parse(line) {
+            Ok(parse::Parsed::Empty) => return String::new(),
+            Ok(parse::Parsed::Help(noun)) => return parse::help(noun.as_deref()),
+            Ok(parse::Parsed::Request(r)) => r,
+            Err(e) => return format!("{e}\n"),
+        };
+        let (tx, rx) = mpsc::channel();
+        if events.send(Event::Command { request, reply: tx }).is_err() {
+            return "error: the appliance is not answering (its event loop stopped); reboot it\n".into();
+        }
+        match rx.recv_timeout(Duration::from_secs(600)) {
+            Ok(Ok(reply)) => render::reply(&reply),
+            Ok(Err(message)) => format!("error: {message}\n"),
+            Err(_) => "error: no answer within 10 minutes; see 'log' for what is going on\n".into(),
+        }
+    }
+}
+
+fn write_tty(session: &Session, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    if let Some(tty) = lock(&session.tty).as_mut() {
+        let _ = tty.write_all(bytes);
+    }
+}
+
+/// Opens a terminal and puts it in raw mode (no echo, no line discipline, no signals), keeping
+/// `\n` → `\r\n` output translation.
+fn open_tty(device: &str) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
+        .open(format!("/dev/{device}"))?;
+    let mut termios = rustix::termios::tcgetattr(&file)?;
+    termios.make_raw();
+    termios.output_modes |= rustix::termios::OutputModes::OPOST | rustix::termios::OutputModes::ONLCR;
+    rustix::termios::tcsetattr(&file, rustix::termios::OptionalActions::Now, &termios)?;
+    Ok(file)
+}

@@ -1,0 +1,251 @@
+//! The appliance's state and the handling of each event. Only the main thread touches it.
+
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use super::{boot, klog, Event};
+use crate::console::request::{NetworkRequest, ServiceLine, StatusReport};
+use crate::console::{Consoles, Reply, Request};
+use crate::kmod::LoadReport;
+use crate::net::{IfaceSettings, Method, NetSettings, Network};
+use crate::system::power::{self, PowerAction};
+use crate::system::{disks, info};
+
+pub struct Appliance {
+    board: &'static board::Board,
+    started_at: f64,
+    pub events: Receiver<Event>,
+    sender: Sender<Event>,
+    consoles: Arc<Consoles>,
+    hostname: String,
+    modules: Option<LoadReport>,
+    network: Option<Network>,
+    net_settings: NetSettings,
+    power_buttons: Vec<String>,
+    alerts: Vec<String>,
+}
+
+impl Appliance {
+    pub fn new(
+        board: &'static board::Board,
+        started_at: f64,
+        events: Receiver<Event>,
+        sender: Sender<Event>,
+        consoles: Arc<Consoles>,
+    ) -> Self {
+        Self {
+            board,
+            started_at,
+            events,
+            sender,
+            consoles,
+            hostname: boot::DEFAULT_HOSTNAME.to_string(),
+            modules: None,
+            network: None,
+            net_settings: NetSettings {
+                hostname: boot::DEFAULT_HOSTNAME.to_string(),
+                interfaces: Vec::new(),
+            },
+            power_buttons: Vec::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::Command { request, reply } => {
+                let answer = self.request(request);
+                let _ = reply.send(answer);
+            }
+            Event::Signal(signal) => self.signal(signal),
+            Event::PowerButton => {
+                log::warn!("power button pressed: shutting down");
+                self.shutdown(PowerAction::PowerOff);
+            }
+            Event::ModulesLoaded(report) => self.modules_loaded(report),
+        }
+    }
+
+    fn signal(&mut self, signal: i32) {
+        use signal_hook::consts::*;
+        match signal {
+            SIGCHLD => reap_children(),
+            SIGTERM | libc::SIGPWR => {
+                log::warn!("signal {signal}: shutting down");
+                self.shutdown(PowerAction::PowerOff);
+            }
+            // The kernel sends SIGINT for ctrl-alt-del (trapped at boot): a reboot, as on a PC.
+            SIGINT => {
+                log::warn!("ctrl-alt-del: rebooting");
+                self.shutdown(PowerAction::Reboot);
+            }
+            other => log::info!("signal {other} ignored"),
+        }
+    }
+
+    fn modules_loaded(&mut self, report: LoadReport) {
+        log::info!("modules: {} loaded", report.loaded.len());
+        for (name, why) in &report.failed {
+            log::error!("module {name} failed to load: {why}");
+        }
+        if !report.failed.is_empty() {
+            self.alerts.push(format!(
+                "{} module(s) failed to load ({}); see 'log'",
+                report.failed.len(),
+                report
+                    .failed
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        self.modules = Some(report);
+        self.power_buttons = boot::spawn_power_button(self.sender.clone());
+        if self.power_buttons.is_empty() {
+            log::warn!("no ACPI power button found; shut down from the console");
+        }
+        self.network = Some(Network::start(self.net_settings.clone()));
+    }
+
+    fn request(&mut self, request: Request) -> Result<Reply, String> {
+        match request {
+            Request::Status => Ok(Reply::Status(Box::new(self.status()))),
+            Request::Disks => Ok(Reply::Disks(disks::list())),
+            Request::Log { lines } => Ok(Reply::Log(klog::tail(lines))),
+            Request::Hostname(None) => Ok(Reply::Done(self.hostname.clone())),
+            Request::Hostname(Some(name)) => {
+                rustix::system::sethostname(name.as_str().as_bytes())
+                    .map_err(|e| format!("cannot set the host name: {e}"))?;
+                self.hostname = name.as_str().to_string();
+                self.net_settings.hostname = self.hostname.clone();
+                self.consoles.set_hostname(&self.hostname);
+                Ok(Reply::Done(format!("host name set to {}", self.hostname)))
+            }
+            Request::Network(NetworkRequest::Show) => Ok(Reply::Network(self.links())),
+            Request::Network(change) => self.network_change(change),
+            Request::Reboot => {
+                self.shutdown(PowerAction::Reboot);
+                Err("reboot failed; the appliance is still running (see 'log')".into())
+            }
+            Request::PowerOff => {
+                self.shutdown(PowerAction::PowerOff);
+                Err("power off failed; the appliance is still running (see 'log')".into())
+            }
+        }
+    }
+
+    fn links(&self) -> Vec<crate::net::LinkStatus> {
+        self.network.as_ref().map(Network::status).unwrap_or_default()
+    }
+
+    fn network_change(&mut self, change: NetworkRequest) -> Result<Reply, String> {
+        let (iface, method) = match change {
+            NetworkRequest::Show => return Ok(Reply::Network(self.links())),
+            NetworkRequest::Dhcp { iface } => (iface, Method::Dhcp),
+            NetworkRequest::Static {
+                iface,
+                address,
+                prefix,
+                gateway,
+                dns,
+            } => (
+                iface,
+                Method::Static {
+                    address,
+                    prefix,
+                    gateway,
+                    dns,
+                },
+            ),
+        };
+        let Some(network) = self.network.as_ref() else {
+            return Err("the network is not up yet (drivers still loading); try again in a moment".into());
+        };
+        let mut settings = self.net_settings.clone();
+        settings.interfaces.retain(|i| i.name != iface.as_str());
+        settings.interfaces.push(IfaceSettings {
+            name: iface.as_str().to_string(),
+            method,
+        });
+        network.apply(settings.clone()).map_err(|e| e.to_string())?;
+        self.net_settings = settings;
+        Ok(Reply::Done(format!("{} reconfigured", iface.as_str())))
+    }
+
+    fn status(&self) -> StatusReport {
+        let (mem_total_kib, mem_available_kib) = info::memory_kib();
+        let modules = match &self.modules {
+            None => "loading".to_string(),
+            Some(r) if r.failed.is_empty() => {
+                format!("{} loaded at {:.2} s", r.loaded.len(), r.finished_at)
+            }
+            Some(r) => format!(
+                "{} loaded at {:.2} s, {} FAILED (see 'log')",
+                r.loaded.len(),
+                r.finished_at,
+                r.failed.len()
+            ),
+        };
+        let network = match &self.network {
+            None => "waiting for drivers".to_string(),
+            Some(_) => "running".to_string(),
+        };
+        let power = if self.modules.is_none() {
+            "waiting for drivers".to_string()
+        } else if self.power_buttons.is_empty() {
+            "no power button found".to_string()
+        } else {
+            format!("watching {}", self.power_buttons.join(", "))
+        };
+        let mut alerts = self.alerts.clone();
+        if !info::entropy_ready() {
+            alerts.push("the kernel's random pool is not ready: creating a pool would stall".into());
+        }
+        StatusReport {
+            version: crate::VERSION,
+            board: self.board.name,
+            kernel: info::kernel_release(),
+            hostname: self.hostname.clone(),
+            uptime_secs: info::uptime_secs(),
+            init_started_at: self.started_at,
+            prompt_at: crate::console::FIRST_PROMPT_AT.get().copied(),
+            mem_total_kib,
+            mem_available_kib,
+            init_rss_kib: info::own_rss_kib(),
+            entropy_ready: info::entropy_ready(),
+            disks: disks::list(),
+            links: self.links(),
+            services: vec![
+                ServiceLine { name: "modules", state: modules },
+                ServiceLine { name: "network", state: network },
+                ServiceLine { name: "console", state: self.board.consoles.join(", ") },
+                ServiceLine { name: "power", state: power },
+            ],
+            alerts,
+        }
+    }
+
+    /// Stops services, syncs, unmounts in reverse order and powers off or restarts. Returns only
+    /// if the kernel refused, with an alert set.
+    fn shutdown(&mut self, action: PowerAction) {
+        let verb = match action {
+            PowerAction::PowerOff => "Powering off",
+            PowerAction::Reboot => "Rebooting",
+        };
+        self.consoles.notify(&format!("{verb}: stopping services, syncing, unmounting..."));
+        if let Some(network) = self.network.take() {
+            network.stop();
+        }
+        let failure = power::finish(action);
+        log::error!("{failure}");
+        self.alerts.push(failure);
+        self.network = Some(Network::start(self.net_settings.clone()));
+    }
+}
+
+/// Collects every exited child (PID 1 inherits orphans).
+fn reap_children() {
+    use rustix::process::{waitpid, WaitOptions};
+    while let Ok(Some(_)) = waitpid(None, WaitOptions::NOHANG) {}
+}

@@ -1,0 +1,64 @@
+//! PID 1: the boot sequence, the event loop and the shutdown sequence.
+//!
+//! Boot is a list of named steps ([`boot`]); afterwards the main thread consumes a closed
+//! [`Event`] enum (console requests, signals, the power button, background results) and owns
+//! all mutable state, so requests are applied one at a time. PID 1 never exits: every failure
+//! becomes a log line, an alert in `status`, or an error reply at the console.
+
+mod boot;
+mod engine;
+mod klog;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use crate::console::{Reply, Request};
+use crate::kmod::LoadReport;
+
+/// Everything the main loop reacts to.
+pub enum Event {
+    /// A console line, parsed.
+    Command {
+        request: Request,
+        reply: Sender<Result<Reply, String>>,
+    },
+    /// A signal delivered to PID 1.
+    Signal(i32),
+    /// The ACPI power button was pressed.
+    PowerButton,
+    /// The boot modules (and coldplugged drivers) are in.
+    ModulesLoaded(LoadReport),
+}
+
+/// Runs `f`, restarting it after a panic: a bug in one thread must not take PID 1 down.
+pub fn guarded(name: &str, f: impl Fn()) {
+    loop {
+        match std::panic::catch_unwind(AssertUnwindSafe(&f)) {
+            Ok(()) => return,
+            Err(_) => {
+                log::error!("{name}: internal error (panic); restarting it in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// The init's entry point. Never returns.
+pub fn run() -> ! {
+    let mut appliance = boot::boot();
+    loop {
+        let event = match appliance.events.recv() {
+            Ok(event) => event,
+            Err(_) => {
+                // Every sender is gone (cannot happen while the engine holds one); keep PID 1
+                // alive regardless.
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if std::panic::catch_unwind(AssertUnwindSafe(|| appliance.handle(event))).is_err() {
+            log::error!("internal error (panic) while handling an event; the appliance goes on");
+        }
+    }
+}

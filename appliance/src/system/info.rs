@@ -1,0 +1,77 @@
+//! Uptime, memory, kernel release and entropy readiness, read from `/proc`.
+
+/// Seconds since the kernel started, from `/proc/uptime`.
+pub fn uptime_secs() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// `MemTotal` and `MemAvailable` in KiB.
+pub fn memory_kib() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    (field_kib(&text, "MemTotal:"), field_kib(&text, "MemAvailable:"))
+}
+
+/// The init's resident set size in KiB.
+pub fn own_rss_kib() -> u64 {
+    field_kib(
+        &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+        "VmRSS:",
+    )
+}
+
+fn field_kib(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l[key.len()..].split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The running kernel's release, e.g. `6.12.118+deb13-amd64`.
+pub fn kernel_release() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether the kernel's random pool is initialised (a non-blocking `getrandom` succeeds).
+pub fn entropy_ready() -> bool {
+    let mut buf = [0u8; 1];
+    rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::NONBLOCK).is_ok()
+}
+
+/// `93784` → `1d 2h 3m 4s`.
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m {s}s"),
+        _ => format!("{d}d {h}h {m}m {s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_fields() {
+        let text = "MemTotal:         230000 kB\nMemFree: 1 kB\nMemAvailable:     190000 kB\n";
+        assert_eq!(field_kib(text, "MemTotal:"), 230000);
+        assert_eq!(field_kib(text, "MemAvailable:"), 190000);
+        assert_eq!(field_kib(text, "Missing:"), 0);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(4), "4s");
+        assert_eq!(human_duration(64), "1m 4s");
+        assert_eq!(human_duration(3600), "1h 0m 0s");
+        assert_eq!(human_duration(93784), "1d 2h 3m 4s");
+    }
+}

@@ -1,0 +1,237 @@
+//! A running guest driven over its serial console: boot, wait for text, run console
+//! commands, press the power button through QMP, wait for QEMU to exit.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::qemu::QemuConfig;
+
+/// The console prompt with the default host name.
+pub const PROMPT: &str = "tank> ";
+
+#[derive(Default)]
+struct Output {
+    text: String,
+    closed: bool,
+}
+
+/// A QEMU guest whose serial console is on our pipes.
+pub struct Guest {
+    child: Child,
+    stdin: ChildStdin,
+    output: Arc<(Mutex<Output>, Condvar)>,
+    /// Offset in the output from which the next `expect` searches.
+    mark: usize,
+    qmp: Option<PathBuf>,
+    started: Instant,
+    /// Where the console transcript is written when the guest is dropped.
+    transcript: Option<PathBuf>,
+}
+
+impl Guest {
+    /// Starts QEMU for `config` (its serial console must not be interactive).
+    pub fn start(mut config: QemuConfig, name: &str) -> Result<Guest> {
+        config.interactive = false;
+        let run_dir = crate::workspace_root().join("target/tank-test-runs");
+        std::fs::create_dir_all(&run_dir)?;
+        let qmp = run_dir.join(format!("{name}-{}.qmp", std::process::id()));
+        let _ = std::fs::remove_file(&qmp);
+        config.qmp_socket = Some(qmp.clone());
+        let mut cmd = config.command().map_err(anyhow::Error::msg)?;
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().context(
+            "cannot start qemu-system-x86_64: install it with `apt-get install qemu-system-x86` \
+             (or run `cargo xtask prereqs`)",
+        )?;
+        let stdin = child.stdin.take().context("qemu stdin")?;
+        let mut stdout = child.stdout.take().context("qemu stdout")?;
+        let output: Arc<(Mutex<Output>, Condvar)> = Arc::default();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = stdout.read(&mut buf).unwrap_or(0);
+                let (lock, cv) = &*sink;
+                let mut out = lock.lock().unwrap_or_else(|p| p.into_inner());
+                if n == 0 {
+                    out.closed = true;
+                    cv.notify_all();
+                    return;
+                }
+                out.text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                cv.notify_all();
+            }
+        });
+        Ok(Guest {
+            child,
+            stdin,
+            output,
+            mark: 0,
+            qmp: Some(qmp),
+            started: Instant::now(),
+            transcript: Some(run_dir.join(format!("{name}.log"))),
+        })
+    }
+
+    /// Wall time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Everything the console printed so far.
+    pub fn transcript(&self) -> String {
+        self.output.0.lock().unwrap_or_else(|p| p.into_inner()).text.clone()
+    }
+
+    /// Waits until `needle` appears after the mark; returns the text from the mark to the end
+    /// of the needle and moves the mark past it.
+    pub fn expect(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.output;
+        let mut out = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(pos) = out.text.get(self.mark..).and_then(|t| t.find(needle)) {
+                let start = self.mark;
+                let end = self.mark + pos + needle.len();
+                self.mark = end;
+                return Ok(out.text[start..end].to_string());
+            }
+            let now = Instant::now();
+            if out.closed || now >= deadline {
+                let tail: String = {
+                    let t = &out.text;
+                    let from = t.len().saturating_sub(3000);
+                    let mut from = from;
+                    while !t.is_char_boundary(from) {
+                        from += 1;
+                    }
+                    t[from..].to_string()
+                };
+                bail!(
+                    "{} waiting for {needle:?} after {:.1} s; console tail:\n{tail}",
+                    if out.closed { "QEMU exited" } else { "timed out" },
+                    self.started.elapsed().as_secs_f64()
+                );
+            }
+            out = cv
+                .wait_timeout(out, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits for the first prompt.
+    pub fn wait_prompt(&mut self, timeout: Duration) -> Result<()> {
+        self.expect("Type 'help' for commands.", timeout)?;
+        self.expect(PROMPT, Duration::from_secs(10))?;
+        Ok(())
+    }
+
+    /// Sends raw bytes to the console.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        // A serial line at 115200 baud with a 16-byte FIFO: send in small pieces.
+        for chunk in bytes.chunks(8) {
+            self.stdin.write_all(chunk)?;
+            self.stdin.flush()?;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    /// Moves the mark to the end of what was printed so far.
+    pub fn skip_output(&mut self) {
+        self.mark = self.output.0.lock().unwrap_or_else(|p| p.into_inner()).text.len();
+    }
+
+    /// Types `line` and returns what the console printed before the next prompt (without the
+    /// echoed command).
+    pub fn run(&mut self, line: &str, timeout: Duration) -> Result<String> {
+        self.skip_output();
+        self.send(line.as_bytes())?;
+        self.send(b"\r")?;
+        let text = self.expect(&format!("\n{PROMPT}"), timeout)?;
+        let body = text.trim_end_matches(PROMPT);
+        // Drop the echo line.
+        let body = match body.find('\n') {
+            Some(i) => &body[i + 1..],
+            None => "",
+        };
+        Ok(body.replace('\r', ""))
+    }
+
+    /// Runs `line` until `check` accepts its output or `timeout` runs out.
+    pub fn run_until(&mut self, line: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.run(line, Duration::from_secs(30))?;
+            if check(&out) {
+                return Ok(out);
+            }
+            if Instant::now() >= deadline {
+                bail!("'{line}' never gave the expected output within {timeout:?}; last output:\n{out}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Sends a QMP command (e.g. `system_powerdown`).
+    pub fn qmp(&mut self, command: &str) -> Result<serde_json::Value> {
+        let path = self.qmp.clone().context("no QMP socket")?;
+        let stream = UnixStream::connect(&path).with_context(|| format!("QMP socket {}", path.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?; // greeting
+        let mut writer = stream;
+        writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+        line.clear();
+        reader.read_line(&mut line)?;
+        writer.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())?;
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let v: serde_json::Value = serde_json::from_str(&line).context("QMP reply")?;
+            if v.get("return").is_some() || v.get("error").is_some() {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Waits for QEMU to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("QEMU still running {timeout:?} later");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops QEMU at once (a power cut).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(path) = &self.transcript {
+            let _ = std::fs::write(path, self.transcript());
+        }
+        if let Some(qmp) = &self.qmp {
+            let _ = std::fs::remove_file(qmp);
+        }
+    }
+}

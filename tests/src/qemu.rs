@@ -1,0 +1,221 @@
+//! The QEMU command line for a board: kernel, initramfs, data disks, network with port
+//! forwards, serial console, QMP socket.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use board::{Board, DiskBus};
+
+/// How QEMU accelerates the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation: works everywhere, including where nested KVM hangs.
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "tcg" => Ok(Self::Tcg),
+            "kvm" => Ok(Self::Kvm),
+            other => Err(format!("unknown accelerator '{other}': use tcg or kvm")),
+        }
+    }
+
+    /// `TANK_ACCEL` from the environment, else TCG (KVM hangs under nested virtualisation).
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("TANK_ACCEL") {
+            Ok(v) => Self::parse(&v),
+            Err(_) => Ok(Self::Tcg),
+        }
+    }
+}
+
+/// A host port forwarded to a guest port.
+#[derive(Clone, Copy, Debug)]
+pub struct Forward {
+    pub udp: bool,
+    pub host: u16,
+    pub guest: u16,
+}
+
+/// What to boot and how.
+#[derive(Clone, Debug)]
+pub struct QemuConfig {
+    pub board: &'static Board,
+    pub image_dir: PathBuf,
+    pub disks: Vec<PathBuf>,
+    pub memory_mib: u32,
+    pub accel: Accel,
+    pub forwards: Vec<Forward>,
+    /// Serial console on stdio, multiplexed with the QEMU monitor (`ctrl-a x` quits): for people.
+    pub interactive: bool,
+    pub qmp_socket: Option<PathBuf>,
+    /// Extra kernel command line words.
+    pub extra_cmdline: String,
+}
+
+impl QemuConfig {
+    pub fn new(board: &'static Board, image_dir: PathBuf) -> Self {
+        Self {
+            board,
+            image_dir,
+            disks: Vec::new(),
+            memory_mib: board.qemu.memory_mib,
+            accel: Accel::Tcg,
+            forwards: Vec::new(),
+            interactive: false,
+            qmp_socket: None,
+            extra_cmdline: String::new(),
+        }
+    }
+
+    /// The QEMU command.
+    pub fn command(&self) -> Result<Command, String> {
+        let kernel = self.image_dir.join("vmlinuz");
+        let initrd = self.image_dir.join("initramfs.img");
+        for f in [&kernel, &initrd] {
+            if !f.exists() {
+                return Err(format!(
+                    "{} is missing: build the image first with `cargo xtask image --board {}`",
+                    f.display(),
+                    self.board.name
+                ));
+            }
+        }
+        let mut cmdline = std::fs::read_to_string(self.image_dir.join("cmdline"))
+            .map_err(|e| format!("cannot read {}/cmdline: {e}", self.image_dir.display()))?
+            .trim()
+            .to_string();
+        if !self.extra_cmdline.is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(&self.extra_cmdline);
+        }
+        let q = &self.board.qemu;
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-nodefaults", "-no-user-config", "-display", "none"]);
+        cmd.args(["-machine", q.machine, "-cpu", q.cpu]);
+        cmd.args(["-smp", &q.smp.to_string(), "-m", &self.memory_mib.to_string()]);
+        cmd.args([
+            "-accel",
+            match self.accel {
+                Accel::Tcg => "tcg,thread=multi",
+                Accel::Kvm => "kvm",
+            },
+        ]);
+        cmd.arg("-kernel").arg(&kernel).arg("-initrd").arg(&initrd);
+        cmd.args(["-append", &cmdline]);
+        if q.disk_bus == DiskBus::VirtioScsi {
+            cmd.args(["-device", "virtio-scsi-pci,id=scsi0"]);
+        }
+        for (i, disk) in self.disks.iter().enumerate() {
+            let letter = (b'a' + i as u8) as char;
+            cmd.arg("-drive").arg(format!(
+                "if=none,id=disk{i},format=raw,cache=unsafe,file={}",
+                disk.display()
+            ));
+            let serial = format!("TANK-SD{}", letter.to_ascii_uppercase());
+            match q.disk_bus {
+                DiskBus::VirtioScsi => cmd.args([
+                    "-device",
+                    &format!("scsi-hd,drive=disk{i},bus=scsi0.0,channel=0,scsi-id={i},lun=0,serial={serial}"),
+                ]),
+                DiskBus::Ahci => cmd.args(["-device", &format!("ide-hd,drive=disk{i},bus=ide.{i},serial={serial}")]),
+            };
+        }
+        let mut netdev = "user,id=net0".to_string();
+        for f in &self.forwards {
+            netdev.push_str(&format!(
+                ",hostfwd={}:127.0.0.1:{}-:{}",
+                if f.udp { "udp" } else { "tcp" },
+                f.host,
+                f.guest
+            ));
+        }
+        cmd.args(["-netdev", &netdev, "-device", &format!("{},netdev=net0", q.nic)]);
+        cmd.args(q.extra_args);
+        if self.interactive {
+            cmd.args(["-serial", "mon:stdio"]);
+        } else {
+            cmd.args(["-serial", "stdio", "-monitor", "none"]);
+        }
+        if let Some(sock) = &self.qmp_socket {
+            cmd.arg("-qmp").arg(format!("unix:{},server=on,wait=off", sock.display()));
+        }
+        Ok(cmd)
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Creates a sparse raw disk image of `size` bytes unless it exists.
+pub fn ensure_disk(path: &Path, size: u64) -> std::io::Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::File::create(path)?;
+    file.set_len(size)?;
+    Ok(true)
+}
+
+/// Parses sizes like `512M`, `8G`, `1073741824`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&t[..i], 1 << 40),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("'{text}' is not a size: use a number with K, M, G or T, e.g. 8G"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8G").unwrap(), 8 << 30);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("huge").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn command_line_has_disks_forwards_and_accel() {
+        let dir = std::env::temp_dir().join(format!("tank-qemu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["vmlinuz", "initramfs.img"] {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        std::fs::write(dir.join("cmdline"), "console=ttyS0\n").unwrap();
+        let mut cfg = QemuConfig::new(&board::QEMU_X86_64, dir.clone());
+        cfg.disks = vec![dir.join("a.img"), dir.join("b.img")];
+        cfg.forwards = vec![Forward { udp: false, host: 12049, guest: 2049 }];
+        let cmd = cfg.command().unwrap();
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let joined = args.join(" ");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(joined.contains("-accel tcg"), "{joined}");
+        assert!(joined.contains("hostfwd=tcp:127.0.0.1:12049-:2049"), "{joined}");
+        assert!(joined.contains("scsi-hd,drive=disk1"), "{joined}");
+        assert!(joined.contains("-append console=ttyS0"), "{joined}");
+        assert!(joined.contains("virtio-rng-pci"), "{joined}");
+    }
+}

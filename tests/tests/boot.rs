@@ -1,0 +1,122 @@
+//! Boot tests on the default board (qemu-x86_64) over the serial console: prompt, status with
+//! disks and the DHCP address, garbage input, reboot, poweroff and the ACPI power button.
+//!
+//! They need the image from `cargo xtask image` (run them with `cargo xtask test`, which builds
+//! it) and qemu-system-x86_64; without either they fail with the command to run.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tank_tests::guest::Guest;
+use tank_tests::qemu::{self, QemuConfig};
+
+const BOOT: Duration = Duration::from_secs(180);
+
+fn disks(name: &str, sizes: &[u64]) -> Vec<PathBuf> {
+    let dir = tank_tests::workspace_root()
+        .join("target/tank-test-runs")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let path = dir.join(format!("sd{}.img", (b'a' + i as u8) as char));
+            qemu::ensure_disk(&path, size).expect("create a sparse disk image");
+            path
+        })
+        .collect()
+}
+
+fn boot(name: &str) -> Guest {
+    let board = board::default_board();
+    let mut config = QemuConfig::new(board, tank_tests::image_dir(board.name));
+    config.disks = disks(name, &[1 << 30, 2 << 30]);
+    let mut guest = Guest::start(config, name).expect("start QEMU");
+    guest.wait_prompt(BOOT).expect("the console prompt");
+    guest
+}
+
+#[test]
+fn console_status_garbage_reboot_poweroff() {
+    let mut guest = boot("console");
+    let t = Duration::from_secs(30);
+
+    // status: both disks with their sizes, the DHCP address from QEMU's user network.
+    let status = guest
+        .run_until("status", Duration::from_secs(120), |s| s.contains("10.0.2.15/24") && s.contains("sdb"))
+        .expect("status shows the disks and the DHCP address");
+    assert!(status.contains("Tank "), "{status}");
+    assert!(status.contains("kernel 6.12."), "{status}");
+    let sda = status.lines().find(|l| l.trim_start().starts_with("sda")).expect("sda line");
+    let sdb = status.lines().find(|l| l.trim_start().starts_with("sdb")).expect("sdb line");
+    assert!(sda.contains("1.0 GiB") && sda.contains("TANK-SDA"), "{sda}");
+    assert!(sdb.contains("2.0 GiB") && sdb.contains("TANK-SDB"), "{sdb}");
+    assert!(status.contains("dhcp"), "{status}");
+    assert!(!status.contains("FAILED"), "a module failed to load:\n{status}");
+    let disks = guest.run("disks", t).unwrap();
+    assert!(disks.contains("sda") && disks.contains("sdb"), "{disks}");
+
+    // Garbage: unknown commands, bad arguments, control bytes, random binary, a long line.
+    let out = guest.run("frobnicate the disks", t).unwrap();
+    assert!(out.contains("error: unknown command 'frobnicate'"), "{out}");
+    let out = guest.run("network static eth0 999.1.1.1/24", t).unwrap();
+    assert!(out.contains("not an IPv4 address"), "{out}");
+    let out = guest.run("status please", t).unwrap();
+    assert!(out.contains("takes no arguments"), "{out}");
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut junk = Vec::new();
+    for _ in 0..600 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let b = state as u8;
+        // Keep enter out of the junk so it arrives as one line; ctrl-c (0x03) may cancel it.
+        if b != b'\r' && b != b'\n' {
+            junk.push(b);
+        }
+    }
+    guest.send(&junk).unwrap();
+    guest.send(b"\x15").unwrap(); // ctrl-u: drop whatever the junk left on the line
+    let out = guest.run(&"x".repeat(700), t).unwrap();
+    assert!(out.contains("error:"), "{out}");
+    // ctrl-c cancels a line: the command never runs.
+    guest.skip_output();
+    guest.send(b"poweroff\x03").unwrap();
+    guest.expect("^C", t).unwrap();
+    let out = guest.run("help", t).expect("the console is alive after garbage");
+    assert!(out.contains("network static"), "{out}");
+
+    // reboot comes back to the prompt.
+    guest.skip_output();
+    guest.send(b"reboot\r").unwrap();
+    guest.expect("Rebooting", t).unwrap();
+    guest.wait_prompt(BOOT).expect("the prompt after reboot");
+    let status = guest.run("status", t).unwrap();
+    assert!(status.contains("uptime:"), "{status}");
+
+    // poweroff ends QEMU cleanly.
+    guest.skip_output();
+    guest.send(b"poweroff\r").unwrap();
+    let asked = Instant::now();
+    let exit = guest.wait_exit(Duration::from_secs(60)).expect("QEMU exits after poweroff");
+    assert!(exit.success(), "QEMU exit status {exit}");
+    eprintln!("poweroff took {:.1} s", asked.elapsed().as_secs_f64());
+    let transcript = guest.transcript();
+    assert!(transcript.contains("Powering off"), "no shutdown notice");
+    assert!(!transcript.contains("Kernel panic"), "kernel panic:\n{transcript}");
+}
+
+#[test]
+fn acpi_power_button_shuts_down() {
+    let mut guest = boot("acpi");
+    guest
+        .run_until("status", Duration::from_secs(120), |s| s.contains("watching /dev/input/event"))
+        .expect("the init watches the power button");
+    guest.qmp("system_powerdown").expect("QMP system_powerdown");
+    let exit = guest.wait_exit(Duration::from_secs(60)).expect("QEMU exits after the power button");
+    assert!(exit.success(), "QEMU exit status {exit}");
+    let transcript = guest.transcript();
+    assert!(transcript.contains("Powering off"), "no shutdown notice:\n{transcript}");
+    assert!(!transcript.contains("Kernel panic"), "kernel panic:\n{transcript}");
+}

@@ -1,0 +1,35 @@
+//! Building the image twice from the same inputs gives byte-identical outputs.
+
+use std::path::PathBuf;
+
+#[test]
+fn image_build_is_reproducible() {
+    let need = |var: &str| -> PathBuf {
+        PathBuf::from(std::env::var_os(var).unwrap_or_else(|| {
+            panic!("{var} is not set: run the tests with `cargo xtask test`, which builds the image first")
+        }))
+    };
+    let cache = need("TANK_KERNEL_CACHE");
+    let init = need("TANK_INIT_BINARY");
+    let board = board::default_board();
+    let built = tank_tests::image_dir(board.name);
+    let again = tank_tests::workspace_root()
+        .join("target/tank-test-runs")
+        .join(format!("reproducible-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&again);
+    image::build(&image::BuildRequest {
+        board,
+        init_binary: &init,
+        cache_dir: &cache,
+        out_dir: &again,
+        version: env!("CARGO_PKG_VERSION"),
+        refresh: false,
+    })
+    .expect("second build");
+    for file in ["vmlinuz", "initramfs.img", "cmdline", "manifest.json"] {
+        let a = std::fs::read(built.join(file)).expect("first build output");
+        let b = std::fs::read(again.join(file)).expect("second build output");
+        assert!(a == b, "{file} differs between two builds of the same inputs");
+    }
+    std::fs::remove_dir_all(&again).unwrap();
+}

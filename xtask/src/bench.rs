@@ -1,0 +1,162 @@
+//! `cargo xtask bench`: image sizes, boot time under TCG, memory at the prompt, and the
+//! smallest guest memory that reaches the prompt. Prints a table and writes JSON.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tank_tests::guest::Guest;
+use tank_tests::qemu::{Accel, QemuConfig};
+
+#[derive(Serialize, Default)]
+struct BootFigures {
+    memory_mib: u32,
+    /// QEMU start to the first prompt, wall clock.
+    wall_to_prompt_s: f64,
+    /// Guest uptime when the init started and when the prompt appeared.
+    guest_init_start_s: f64,
+    guest_prompt_s: f64,
+    /// The init's own start: exec to prompt, guest time.
+    init_to_prompt_s: f64,
+    /// Guest uptime when every boot module was loaded, and that minus the init's start.
+    guest_modules_loaded_s: f64,
+    init_to_modules_loaded_s: f64,
+    mem_available_kib: u64,
+    init_rss_kib: u64,
+}
+
+#[derive(Serialize, Default)]
+struct Bench {
+    board: String,
+    kernel_release: String,
+    kernel_bytes: u64,
+    initramfs_bytes: u64,
+    total_bytes: u64,
+    modules: usize,
+    boot: BootFigures,
+    /// The smallest of 64/96/128 MiB that reached the prompt.
+    smallest_ram_mib: Option<u32>,
+}
+
+/// Pulls `init started at X s, prompt at Y s` and the memory line out of `status`.
+fn parse_status(status: &str, fig: &mut BootFigures) {
+    let num_after = |key: &str| -> Option<f64> {
+        let i = status.find(key)? + key.len();
+        status[i..]
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()?
+            .parse()
+            .ok()
+    };
+    fig.guest_init_start_s = num_after("init started at ").unwrap_or(0.0);
+    fig.guest_prompt_s = num_after("prompt at ").unwrap_or(0.0);
+    fig.init_to_prompt_s = fig.guest_prompt_s - fig.guest_init_start_s;
+    fig.guest_modules_loaded_s = num_after("loaded at ").unwrap_or(0.0);
+    fig.init_to_modules_loaded_s = fig.guest_modules_loaded_s - fig.guest_init_start_s;
+    fig.init_rss_kib = num_after("init RSS ").unwrap_or(0.0) as u64;
+    // "memory:   227.1 MiB total, 190.3 MiB available"
+    if let Some(line) = status.lines().find(|l| l.starts_with("memory:")) {
+        if let Some(avail) = line.split(", ").nth(1) {
+            let mib: f64 = avail.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            fig.mem_available_kib = (mib * 1024.0) as u64;
+        }
+    }
+}
+
+fn boot_once(board: &'static board::Board, image_dir: &Path, memory: u32) -> Result<(Guest, f64)> {
+    let mut config = QemuConfig::new(board, image_dir.to_path_buf());
+    config.memory_mib = memory;
+    config.accel = Accel::from_env().map_err(anyhow::Error::msg)?;
+    let mut guest = Guest::start(config, &format!("bench-{memory}"))?;
+    guest.wait_prompt(Duration::from_secs(120))?;
+    let wall = guest.elapsed().as_secs_f64();
+    Ok((guest, wall))
+}
+
+pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
+    let image_dir = crate::build_image(board, false)?;
+    let manifest = image::Manifest::load(&image_dir.join("manifest.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let size = |f: &str| std::fs::metadata(image_dir.join(f)).map(|m| m.len()).unwrap_or(0);
+    let mut bench = Bench {
+        board: board.name.to_string(),
+        kernel_release: manifest.kernel.release.clone(),
+        kernel_bytes: size("vmlinuz"),
+        initramfs_bytes: size("initramfs.img"),
+        modules: manifest.modules.len(),
+        ..Default::default()
+    };
+    bench.total_bytes = bench.kernel_bytes + bench.initramfs_bytes;
+
+    eprintln!("bench: booting with 128 MiB");
+    let (mut guest, wall) = boot_once(board, &image_dir, 128)?;
+    // Wait until the boot modules are in, so the figures include them.
+    let status = guest.run_until("status", Duration::from_secs(120), |s| s.contains("modules    ") && !s.contains("modules    loading"))?;
+    bench.boot.memory_mib = 128;
+    bench.boot.wall_to_prompt_s = wall;
+    parse_status(&status, &mut bench.boot);
+    guest.send(b"poweroff\r")?;
+    let _ = guest.wait_exit(Duration::from_secs(30));
+    drop(guest);
+
+    for memory in [64, 96, 128] {
+        eprintln!("bench: trying {memory} MiB");
+        match boot_once(board, &image_dir, memory) {
+            Ok((mut guest, _)) => {
+                let _ = guest.send(b"poweroff\r");
+                let _ = guest.wait_exit(Duration::from_secs(30));
+                bench.smallest_ram_mib = Some(memory);
+                break;
+            }
+            Err(e) => eprintln!("bench: {memory} MiB did not reach the prompt: {}", e.to_string().lines().next().unwrap_or("")),
+        }
+    }
+
+    let rows = [
+        ("kernel", format!("{:.2} MiB", bench.kernel_bytes as f64 / 1048576.0)),
+        ("initramfs", format!("{:.2} MiB (budget 8 MiB)", bench.initramfs_bytes as f64 / 1048576.0)),
+        ("total", format!("{:.2} MiB", bench.total_bytes as f64 / 1048576.0)),
+        ("modules", bench.modules.to_string()),
+        ("QEMU start to prompt (wall)", format!("{:.2} s", bench.boot.wall_to_prompt_s)),
+        ("guest uptime at init start", format!("{:.2} s", bench.boot.guest_init_start_s)),
+        ("guest uptime at prompt", format!("{:.2} s", bench.boot.guest_prompt_s)),
+        ("init exec to prompt (guest)", format!("{:.2} s (budget 1 s)", bench.boot.init_to_prompt_s)),
+        ("init exec to modules loaded (guest)", format!("{:.2} s", bench.boot.init_to_modules_loaded_s)),
+        ("MemAvailable at prompt (128 MiB)", format!("{:.1} MiB", bench.boot.mem_available_kib as f64 / 1024.0)),
+        ("init RSS", format!("{:.1} MiB", bench.boot.init_rss_kib as f64 / 1024.0)),
+        (
+            "smallest RAM reaching the prompt",
+            bench.smallest_ram_mib.map(|m| format!("{m} MiB")).unwrap_or_else(|| "none of 64/96/128".into()),
+        ),
+    ];
+    println!("Tank benchmark: board {}, kernel {}", bench.board, bench.kernel_release);
+    for (k, v) in rows {
+        println!("  {k:<36} {v}");
+    }
+    if let Some(dir) = json.parent() {
+        std::fs::create_dir_all(crate::root().join(dir))?;
+    }
+    let path = crate::root().join(json);
+    std::fs::write(&path, serde_json::to_string_pretty(&bench)?).with_context(|| format!("writing {}", path.display()))?;
+    println!("  written to {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_figures() {
+        let status = "Tank 0.1.0 on qemu-x86_64, host tank, kernel 6.12\n\
+                      uptime:   3s (init started at 2.41 s, prompt at 2.63 s)\n\
+                      memory:   227.1 MiB total, 190.5 MiB available, init RSS 3120 KiB\n";
+        let mut fig = BootFigures::default();
+        parse_status(status, &mut fig);
+        assert_eq!(fig.guest_init_start_s, 2.41);
+        assert_eq!(fig.guest_prompt_s, 2.63);
+        assert!((fig.init_to_prompt_s - 0.22).abs() < 1e-9);
+        assert_eq!(fig.init_rss_kib, 3120);
+        assert_eq!(fig.mem_available_kib, (190.5f64 * 1024.0) as u64);
+    }
+}

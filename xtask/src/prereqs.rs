@@ -1,0 +1,61 @@
+//! Host prerequisites: the one list of Debian packages Tank's tools need, and their install.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+/// A host package and a command that proves it is installed.
+pub struct Prereq {
+    pub package: &'static str,
+    pub command: &'static str,
+    pub why: &'static str,
+}
+
+/// Everything the build, `run`, the tests and the benchmark use on the host.
+pub const PREREQS: &[Prereq] = &[
+    Prereq { package: "qemu-system-x86", command: "qemu-system-x86_64", why: "boots the image" },
+    Prereq { package: "apt", command: "apt-get", why: "downloads the kernel package" },
+    Prereq { package: "ca-certificates", command: "update-ca-certificates", why: "apt over HTTPS mirrors" },
+];
+
+fn have(command: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {command} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Installs missing packages with apt-get when running as root; otherwise prints the command.
+pub fn ensure() -> Result<()> {
+    let missing: Vec<&Prereq> = PREREQS.iter().filter(|p| !have(p.command)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|p| p.package).collect();
+    for p in &missing {
+        eprintln!("xtask: missing {} ({}): {}", p.command, p.package, p.why);
+    }
+    if !rustix_is_root() {
+        bail!(
+            "missing host packages; install them with:\n  sudo apt-get install -y {}",
+            packages.join(" ")
+        );
+    }
+    crate::run_cmd(Command::new("apt-get").arg("update").arg("-q"))?;
+    crate::run_cmd(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&packages),
+    )?;
+    Ok(())
+}
+
+fn rustix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
