@@ -1,8 +1,8 @@
 //! Logging through `/dev/kmsg`, so the init's messages interleave with the kernel's.
 //!
-//! Errors and warnings also reach the console through the kernel's console log level
-//! (the board command line sets `loglevel=5`); informational lines stay in the kernel log,
-//! where `log` on the console shows them.
+//! Errors also reach the console through the kernel's console log level (the board command
+//! line sets `loglevel=4`: errors only); the rest stays in the kernel log, where the console's
+//! `log` command shows it.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -9,7 +9,7 @@
 //! a parent directory always comes before what it holds. Nothing from the host's file metadata
 //! leaks in: contents are passed as bytes.
 //!
-//! What does not live here: choosing what goes into the initramfs (see [`crate::build`]) and
+//! What does not live here: choosing what goes into the initramfs (see [`mod@crate::build`]) and
 //! compressing it.
 
 use std::collections::BTreeMap;
@@ -176,9 +176,7 @@ impl Archive {
     /// Writes the archive: entries sorted by path (so parents precede children), inode numbers
     /// 1, 2, 3... in that order, then the `TRAILER!!!` record.
     pub fn write<W: Write>(&self, out: &mut W) -> io::Result<()> {
-        let mut ino = 0u32;
-        for (path, entry) in &self.entries {
-            ino += 1;
+        for (ino, (path, entry)) in (1u32..).zip(&self.entries) {
             let (ftype, nlink, data, rdev): (u32, u32, &[u8], (u32, u32)) = match &entry.kind {
                 Kind::Dir => (S_IFDIR, 2, &[], (0, 0)),
                 Kind::File(d) => (S_IFREG, 1, d, (0, 0)),
@@ -273,11 +271,11 @@ mod tests {
         }
         v.extend_from_slice(name.as_bytes());
         v.push(0);
-        while v.len() % 4 != 0 {
+        while v.len() & 3 != 0 {
             v.push(0);
         }
         v.extend_from_slice(data);
-        while v.len() % 4 != 0 {
+        while v.len() & 3 != 0 {
             v.push(0);
         }
         v

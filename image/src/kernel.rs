@@ -211,7 +211,8 @@ fn resolve(apt: &Apt, refresh: bool) -> Result<String, FetchError> {
         .and_then(|t| SystemTime::now().duration_since(t).ok());
     if refresh || age.is_none_or(|a| a > MAX_LIST_AGE) {
         log::info!("updating the private apt lists (Debian trixie, trixie-security)");
-        apt.run("apt-get", &["update"], None)?;
+        // Without --error-on=any, apt-get update exits 0 when it cannot reach a mirror.
+        apt.run("apt-get", &["--error-on=any", "update"], None)?;
         fs::write(&stamp, b"").map_err(|e| io_err(&stamp, e))?;
     }
     let meta = board::KERNEL_PACKAGE;

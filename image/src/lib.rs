@@ -11,7 +11,7 @@
 //! - [`modules`]: read every module's `.modinfo`, index it, compute the closure a board needs and
 //!   write the depmod-format files the init reads.
 //! - [`cpio`]: a deterministic cpio "newc" writer.
-//! - [`build`]: the top-level [`build::build`] that puts it all together and writes the output
+//! - [`mod@build`]: the top-level [`build::build`] that puts it all together and writes the output
 //!   folder and its [`build::Manifest`].
 //!
 //! Architecture invariant: the same inputs give byte-identical outputs (no timestamps, no host

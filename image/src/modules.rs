@@ -14,7 +14,7 @@
 //! `modules.alias`, `modules.softdep` and `modules.builtin` restricted to the closure.
 //!
 //! What does not live here: downloading the package ([`crate::kernel`]) and packing the files
-//! into the initramfs ([`crate::build`]).
+//! into the initramfs ([`mod@crate::build`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -406,6 +406,7 @@ impl ModuleIndex {
         }
         Ok(Closure {
             release: self.release.clone(),
+            // Indexing cannot panic: every key in `order` came from `self.modules`.
             modules: walk.order.iter().map(|k| self.modules[k].clone()).collect(),
             builtin: walk.builtin.into_iter().collect(),
             builtin_file: self.builtin_file.clone(),
@@ -435,6 +436,7 @@ impl Walk<'_> {
             return Ok(());
         }
         self.state.insert(key.to_owned(), Mark::InProgress);
+        // Indexing cannot panic: `visit` is only called with keys that `resolve` found.
         let module = &self.index.modules[key];
         for dep in &module.depends {
             match self.index.resolve(dep) {

@@ -44,7 +44,9 @@ impl Guest {
         let _ = std::fs::remove_file(&qmp);
         config.qmp_socket = Some(qmp.clone());
         let mut cmd = config.command().map_err(anyhow::Error::msg)?;
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = cmd.spawn().context(
             "cannot start qemu-system-x86_64: install it with `apt-get install qemu-system-x86` \
              (or run `cargo xtask prereqs`)",
@@ -86,7 +88,12 @@ impl Guest {
 
     /// Everything the console printed so far.
     pub fn transcript(&self) -> String {
-        self.output.0.lock().unwrap_or_else(|p| p.into_inner()).text.clone()
+        self.output
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .text
+            .clone()
     }
 
     /// Waits until `needle` appears after the mark; returns the text from the mark to the end
@@ -115,7 +122,11 @@ impl Guest {
                 };
                 bail!(
                     "{} waiting for {needle:?} after {:.1} s; console tail:\n{tail}",
-                    if out.closed { "QEMU exited" } else { "timed out" },
+                    if out.closed {
+                        "QEMU exited"
+                    } else {
+                        "timed out"
+                    },
                     self.started.elapsed().as_secs_f64()
                 );
             }
@@ -146,7 +157,13 @@ impl Guest {
 
     /// Moves the mark to the end of what was printed so far.
     pub fn skip_output(&mut self) {
-        self.mark = self.output.0.lock().unwrap_or_else(|p| p.into_inner()).text.len();
+        self.mark = self
+            .output
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .text
+            .len();
     }
 
     /// Types `line` and returns what the console printed before the next prompt (without the
@@ -166,7 +183,12 @@ impl Guest {
     }
 
     /// Runs `line` until `check` accepts its output or `timeout` runs out.
-    pub fn run_until(&mut self, line: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> Result<String> {
+    pub fn run_until(
+        &mut self,
+        line: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let out = self.run(line, Duration::from_secs(30))?;
@@ -183,7 +205,8 @@ impl Guest {
     /// Sends a QMP command (e.g. `system_powerdown`).
     pub fn qmp(&mut self, command: &str) -> Result<serde_json::Value> {
         let path = self.qmp.clone().context("no QMP socket")?;
-        let stream = UnixStream::connect(&path).with_context(|| format!("QMP socket {}", path.display()))?;
+        let stream =
+            UnixStream::connect(&path).with_context(|| format!("QMP socket {}", path.display()))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut reader = BufReader::new(stream.try_clone()?);
         let mut line = String::new();

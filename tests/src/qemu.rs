@@ -97,7 +97,12 @@ impl QemuConfig {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-nodefaults", "-no-user-config", "-display", "none"]);
         cmd.args(["-machine", q.machine, "-cpu", q.cpu]);
-        cmd.args(["-smp", &q.smp.to_string(), "-m", &self.memory_mib.to_string()]);
+        cmd.args([
+            "-smp",
+            &q.smp.to_string(),
+            "-m",
+            &self.memory_mib.to_string(),
+        ]);
         cmd.args([
             "-accel",
             match self.accel {
@@ -134,7 +139,12 @@ impl QemuConfig {
                 f.guest
             ));
         }
-        cmd.args(["-netdev", &netdev, "-device", &format!("{},netdev=net0", q.nic)]);
+        cmd.args([
+            "-netdev",
+            &netdev,
+            "-device",
+            &format!("{},netdev=net0", q.nic),
+        ]);
         cmd.args(q.extra_args);
         if self.interactive {
             cmd.args(["-serial", "mon:stdio"]);
@@ -142,7 +152,8 @@ impl QemuConfig {
             cmd.args(["-serial", "stdio", "-monitor", "none"]);
         }
         if let Some(sock) = &self.qmp_socket {
-            cmd.arg("-qmp").arg(format!("unix:{},server=on,wait=off", sock.display()));
+            cmd.arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", sock.display()));
         }
         Ok(cmd)
     }
@@ -207,13 +218,23 @@ mod tests {
         std::fs::write(dir.join("cmdline"), "console=ttyS0\n").unwrap();
         let mut cfg = QemuConfig::new(&board::QEMU_X86_64, dir.clone());
         cfg.disks = vec![dir.join("a.img"), dir.join("b.img")];
-        cfg.forwards = vec![Forward { udp: false, host: 12049, guest: 2049 }];
+        cfg.forwards = vec![Forward {
+            udp: false,
+            host: 12049,
+            guest: 2049,
+        }];
         let cmd = cfg.command().unwrap();
-        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let joined = args.join(" ");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(joined.contains("-accel tcg"), "{joined}");
-        assert!(joined.contains("hostfwd=tcp:127.0.0.1:12049-:2049"), "{joined}");
+        assert!(
+            joined.contains("hostfwd=tcp:127.0.0.1:12049-:2049"),
+            "{joined}"
+        );
         assert!(joined.contains("scsi-hd,drive=disk1"), "{joined}");
         assert!(joined.contains("-append console=ttyS0"), "{joined}");
         assert!(joined.contains("virtio-rng-pci"), "{joined}");

@@ -44,16 +44,35 @@ fn console_status_garbage_reboot_poweroff() {
 
     // status: both disks with their sizes, the DHCP address from QEMU's user network.
     let status = guest
-        .run_until("status", Duration::from_secs(120), |s| s.contains("10.0.2.15/24") && s.contains("sdb"))
+        .run_until("status", Duration::from_secs(120), |s| {
+            s.contains("10.0.2.15/24") && s.contains("sdb")
+        })
         .expect("status shows the disks and the DHCP address");
     assert!(status.contains("Tank "), "{status}");
     assert!(status.contains("kernel 6.12."), "{status}");
-    let sda = status.lines().find(|l| l.trim_start().starts_with("sda")).expect("sda line");
-    let sdb = status.lines().find(|l| l.trim_start().starts_with("sdb")).expect("sdb line");
-    assert!(sda.contains("1.0 GiB") && sda.contains("TANK-SDA"), "{sda}");
-    assert!(sdb.contains("2.0 GiB") && sdb.contains("TANK-SDB"), "{sdb}");
+    // Both disks by name, each with its own size; which one the kernel calls sda depends on
+    // probe order, so each is recognised by the serial the harness gave it.
+    let disk_line = |serial: &str| {
+        status
+            .lines()
+            .find(|l| l.contains(serial))
+            .unwrap_or_else(|| panic!("no disk with serial {serial}:\n{status}"))
+            .to_string()
+    };
+    let a = disk_line("TANK-SDA");
+    let b = disk_line("TANK-SDB");
+    assert!(a.contains("1.0 GiB"), "{a}");
+    assert!(b.contains("2.0 GiB"), "{b}");
+    let names: Vec<&str> = [&a, &b]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert!(names.contains(&"sda") && names.contains(&"sdb"), "{status}");
     assert!(status.contains("dhcp"), "{status}");
-    assert!(!status.contains("FAILED"), "a module failed to load:\n{status}");
+    assert!(
+        !status.contains("FAILED"),
+        "a module failed to load:\n{status}"
+    );
     let disks = guest.run("disks", t).unwrap();
     assert!(disks.contains("sda") && disks.contains("sdb"), "{disks}");
 
@@ -84,7 +103,9 @@ fn console_status_garbage_reboot_poweroff() {
     guest.skip_output();
     guest.send(b"poweroff\x03").unwrap();
     guest.expect("^C", t).unwrap();
-    let out = guest.run("help", t).expect("the console is alive after garbage");
+    let out = guest
+        .run("help", t)
+        .expect("the console is alive after garbage");
     assert!(out.contains("network static"), "{out}");
 
     // reboot comes back to the prompt.
@@ -99,24 +120,39 @@ fn console_status_garbage_reboot_poweroff() {
     guest.skip_output();
     guest.send(b"poweroff\r").unwrap();
     let asked = Instant::now();
-    let exit = guest.wait_exit(Duration::from_secs(60)).expect("QEMU exits after poweroff");
+    let exit = guest
+        .wait_exit(Duration::from_secs(60))
+        .expect("QEMU exits after poweroff");
     assert!(exit.success(), "QEMU exit status {exit}");
     eprintln!("poweroff took {:.1} s", asked.elapsed().as_secs_f64());
     let transcript = guest.transcript();
     assert!(transcript.contains("Powering off"), "no shutdown notice");
-    assert!(!transcript.contains("Kernel panic"), "kernel panic:\n{transcript}");
+    assert!(
+        !transcript.contains("Kernel panic"),
+        "kernel panic:\n{transcript}"
+    );
 }
 
 #[test]
 fn acpi_power_button_shuts_down() {
     let mut guest = boot("acpi");
     guest
-        .run_until("status", Duration::from_secs(120), |s| s.contains("watching /dev/input/event"))
+        .run_until("status", Duration::from_secs(120), |s| {
+            s.contains("watching /dev/input/event")
+        })
         .expect("the init watches the power button");
     guest.qmp("system_powerdown").expect("QMP system_powerdown");
-    let exit = guest.wait_exit(Duration::from_secs(60)).expect("QEMU exits after the power button");
+    let exit = guest
+        .wait_exit(Duration::from_secs(60))
+        .expect("QEMU exits after the power button");
     assert!(exit.success(), "QEMU exit status {exit}");
     let transcript = guest.transcript();
-    assert!(transcript.contains("Powering off"), "no shutdown notice:\n{transcript}");
-    assert!(!transcript.contains("Kernel panic"), "kernel panic:\n{transcript}");
+    assert!(
+        transcript.contains("Powering off"),
+        "no shutdown notice:\n{transcript}"
+    );
+    assert!(
+        !transcript.contains("Kernel panic"),
+        "kernel panic:\n{transcript}"
+    );
 }

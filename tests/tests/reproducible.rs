@@ -29,7 +29,10 @@ fn image_build_is_reproducible() {
     for file in ["vmlinuz", "initramfs.img", "cmdline", "manifest.json"] {
         let a = std::fs::read(built.join(file)).expect("first build output");
         let b = std::fs::read(again.join(file)).expect("second build output");
-        assert!(a == b, "{file} differs between two builds of the same inputs");
+        assert!(
+            a == b,
+            "{file} differs between two builds of the same inputs"
+        );
     }
     std::fs::remove_dir_all(&again).unwrap();
 }

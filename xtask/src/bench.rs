@@ -58,7 +58,11 @@ fn parse_status(status: &str, fig: &mut BootFigures) {
     // "memory:   227.1 MiB total, 190.3 MiB available"
     if let Some(line) = status.lines().find(|l| l.starts_with("memory:")) {
         if let Some(avail) = line.split(", ").nth(1) {
-            let mib: f64 = avail.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let mib: f64 = avail
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
             fig.mem_available_kib = (mib * 1024.0) as u64;
         }
     }
@@ -76,8 +80,13 @@ fn boot_once(board: &'static board::Board, image_dir: &Path, memory: u32) -> Res
 
 pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
     let image_dir = crate::build_image(board, false)?;
-    let manifest = image::Manifest::load(&image_dir.join("manifest.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let size = |f: &str| std::fs::metadata(image_dir.join(f)).map(|m| m.len()).unwrap_or(0);
+    let manifest = image::Manifest::load(&image_dir.join("manifest.json"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let size = |f: &str| {
+        std::fs::metadata(image_dir.join(f))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
     let mut bench = Bench {
         board: board.name.to_string(),
         kernel_release: manifest.kernel.release.clone(),
@@ -91,7 +100,9 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
     eprintln!("bench: booting with 128 MiB");
     let (mut guest, wall) = boot_once(board, &image_dir, 128)?;
     // Wait until the boot modules are in, so the figures include them.
-    let status = guest.run_until("status", Duration::from_secs(120), |s| s.contains("modules    ") && !s.contains("modules    loading"))?;
+    let status = guest.run_until("status", Duration::from_secs(120), |s| {
+        s.contains("modules    ") && !s.contains("modules    loading")
+    })?;
     bench.boot.memory_mib = 128;
     bench.boot.wall_to_prompt_s = wall;
     parse_status(&status, &mut bench.boot);
@@ -108,28 +119,70 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
                 bench.smallest_ram_mib = Some(memory);
                 break;
             }
-            Err(e) => eprintln!("bench: {memory} MiB did not reach the prompt: {}", e.to_string().lines().next().unwrap_or("")),
+            Err(e) => eprintln!(
+                "bench: {memory} MiB did not reach the prompt: {}",
+                e.to_string().lines().next().unwrap_or("")
+            ),
         }
     }
 
     let rows = [
-        ("kernel", format!("{:.2} MiB", bench.kernel_bytes as f64 / 1048576.0)),
-        ("initramfs", format!("{:.2} MiB (budget 8 MiB)", bench.initramfs_bytes as f64 / 1048576.0)),
-        ("total", format!("{:.2} MiB", bench.total_bytes as f64 / 1048576.0)),
+        (
+            "kernel",
+            format!("{:.2} MiB", bench.kernel_bytes as f64 / 1048576.0),
+        ),
+        (
+            "initramfs",
+            format!(
+                "{:.2} MiB (budget 8 MiB)",
+                bench.initramfs_bytes as f64 / 1048576.0
+            ),
+        ),
+        (
+            "total",
+            format!("{:.2} MiB", bench.total_bytes as f64 / 1048576.0),
+        ),
         ("modules", bench.modules.to_string()),
-        ("QEMU start to prompt (wall)", format!("{:.2} s", bench.boot.wall_to_prompt_s)),
-        ("guest uptime at init start", format!("{:.2} s", bench.boot.guest_init_start_s)),
-        ("guest uptime at prompt", format!("{:.2} s", bench.boot.guest_prompt_s)),
-        ("init exec to prompt (guest)", format!("{:.2} s (budget 1 s)", bench.boot.init_to_prompt_s)),
-        ("init exec to modules loaded (guest)", format!("{:.2} s", bench.boot.init_to_modules_loaded_s)),
-        ("MemAvailable at prompt (128 MiB)", format!("{:.1} MiB", bench.boot.mem_available_kib as f64 / 1024.0)),
-        ("init RSS", format!("{:.1} MiB", bench.boot.init_rss_kib as f64 / 1024.0)),
+        (
+            "QEMU start to prompt (wall)",
+            format!("{:.2} s", bench.boot.wall_to_prompt_s),
+        ),
+        (
+            "guest uptime at init start",
+            format!("{:.2} s", bench.boot.guest_init_start_s),
+        ),
+        (
+            "guest uptime at prompt",
+            format!("{:.2} s", bench.boot.guest_prompt_s),
+        ),
+        (
+            "init exec to prompt (guest)",
+            format!("{:.2} s (budget 1 s)", bench.boot.init_to_prompt_s),
+        ),
+        (
+            "init exec to modules loaded (guest)",
+            format!("{:.2} s", bench.boot.init_to_modules_loaded_s),
+        ),
+        (
+            "MemAvailable at prompt (128 MiB)",
+            format!("{:.1} MiB", bench.boot.mem_available_kib as f64 / 1024.0),
+        ),
+        (
+            "init RSS",
+            format!("{:.1} MiB", bench.boot.init_rss_kib as f64 / 1024.0),
+        ),
         (
             "smallest RAM reaching the prompt",
-            bench.smallest_ram_mib.map(|m| format!("{m} MiB")).unwrap_or_else(|| "none of 64/96/128".into()),
+            bench
+                .smallest_ram_mib
+                .map(|m| format!("{m} MiB"))
+                .unwrap_or_else(|| "none of 64/96/128".into()),
         ),
     ];
-    println!("Tank benchmark: board {}, kernel {}", bench.board, bench.kernel_release);
+    println!(
+        "Tank benchmark: board {}, kernel {}",
+        bench.board, bench.kernel_release
+    );
     for (k, v) in rows {
         println!("  {k:<36} {v}");
     }
@@ -137,7 +190,8 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
         std::fs::create_dir_all(crate::root().join(dir))?;
     }
     let path = crate::root().join(json);
-    std::fs::write(&path, serde_json::to_string_pretty(&bench)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&bench)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     println!("  written to {}", path.display());
     Ok(())
 }

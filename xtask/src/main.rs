@@ -12,7 +12,10 @@ use clap::{Parser, Subcommand};
 use tank_tests::qemu::{self, Accel, Forward, QemuConfig};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, run, test and benchmark the Tank appliance image")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run, test and benchmark the Tank appliance image"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -85,7 +88,14 @@ fn real_main() -> Result<()> {
             disk_size,
             fresh_disks,
             port_base,
-        } => run(find_board(&board)?, accel, memory, &disk_size, fresh_disks, port_base)?,
+        } => run(
+            find_board(&board)?,
+            accel,
+            memory,
+            &disk_size,
+            fresh_disks,
+            port_base,
+        )?,
         Cmd::Test { args } => test(&args)?,
         Cmd::Bench { board, json } => bench::run(find_board(&board)?, &json)?,
         Cmd::Prereqs => prereqs::ensure()?,
@@ -99,14 +109,19 @@ pub fn root() -> PathBuf {
 
 fn find_board(name: &str) -> Result<&'static board::Board> {
     board::find(name).with_context(|| {
-        format!("unknown board '{name}'; the boards are: {}", board::names().join(", "))
+        format!(
+            "unknown board '{name}'; the boards are: {}",
+            board::names().join(", ")
+        )
     })
 }
 
 /// Runs a command, printing it first; fails with the command and its status.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", show(cmd));
-    let status = cmd.status().with_context(|| format!("cannot start {}", show(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", show(cmd)))?;
     if !status.success() {
         bail!("{} failed ({status})", show(cmd));
     }
@@ -129,8 +144,18 @@ fn build_init() -> Result<PathBuf> {
     run_cmd(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(root())
-            .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
-            .args(["build", "--release", "--package", "appliance", "--target", target]),
+            .env(
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+                "-C target-feature=+crt-static",
+            )
+            .args([
+                "build",
+                "--release",
+                "--package",
+                "appliance",
+                "--target",
+                target,
+            ]),
     )?;
     let path = root().join("target").join(target).join("release/appliance");
     if !path.exists() {
@@ -185,7 +210,10 @@ fn run(
             let _ = std::fs::remove_file(&path);
         }
         if qemu::ensure_disk(&path, size)? {
-            eprintln!("xtask: created blank disk {} ({disk_size}, sparse)", path.display());
+            eprintln!(
+                "xtask: created blank disk {} ({disk_size}, sparse)",
+                path.display()
+            );
         }
         disks.push(path);
     }
@@ -212,7 +240,10 @@ fn run(
             if udp { "udp" } else { "tcp" }
         );
     }
-    eprintln!("xtask: booting {} ({:?}); ctrl-a x quits QEMU", board.name, config.accel);
+    eprintln!(
+        "xtask: booting {} ({:?}); ctrl-a x quits QEMU",
+        board.name, config.accel
+    );
     let mut cmd = config.command().map_err(anyhow::Error::msg)?;
     let status = cmd.status().context("cannot start qemu-system-x86_64")?;
     if !status.success() {
@@ -226,9 +257,15 @@ fn test(args: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root())
-        .env("TANK_IMAGE_ROOT", image_dir.parent().unwrap_or(Path::new(".")))
+        .env(
+            "TANK_IMAGE_ROOT",
+            image_dir.parent().unwrap_or(Path::new(".")),
+        )
         .env("TANK_KERNEL_CACHE", root().join("target/kernel-cache"))
-        .env("TANK_INIT_BINARY", root().join("target/x86_64-unknown-linux-gnu/release/appliance"))
+        .env(
+            "TANK_INIT_BINARY",
+            root().join("target/x86_64-unknown-linux-gnu/release/appliance"),
+        )
         .args(["test", "--workspace"])
         .args(args);
     run_cmd(&mut cmd)

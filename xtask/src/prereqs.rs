@@ -13,9 +13,21 @@ pub struct Prereq {
 
 /// Everything the build, `run`, the tests and the benchmark use on the host.
 pub const PREREQS: &[Prereq] = &[
-    Prereq { package: "qemu-system-x86", command: "qemu-system-x86_64", why: "boots the image" },
-    Prereq { package: "apt", command: "apt-get", why: "downloads the kernel package" },
-    Prereq { package: "ca-certificates", command: "update-ca-certificates", why: "apt over HTTPS mirrors" },
+    Prereq {
+        package: "qemu-system-x86",
+        command: "qemu-system-x86_64",
+        why: "boots the image",
+    },
+    Prereq {
+        package: "apt",
+        command: "apt-get",
+        why: "downloads the kernel package",
+    },
+    Prereq {
+        package: "ca-certificates",
+        command: "update-ca-certificates",
+        why: "apt over HTTPS mirrors",
+    },
 ];
 
 fn have(command: &str) -> bool {

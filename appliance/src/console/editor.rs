@@ -43,6 +43,7 @@ impl Editor {
     }
 
     /// The line typed so far.
+    #[cfg(test)]
     pub fn line(&self) -> &str {
         &self.line
     }
@@ -52,7 +53,11 @@ impl Editor {
         let was_cr = std::mem::replace(&mut self.last_was_cr, false);
         match self.escape {
             Escape::Esc => {
-                self.escape = if byte == b'[' || byte == b'O' { Escape::Csi } else { Escape::None };
+                self.escape = if byte == b'[' || byte == b'O' {
+                    Escape::Csi
+                } else {
+                    Escape::None
+                };
                 return None;
             }
             Escape::Csi => {
@@ -204,7 +209,10 @@ mod tests {
         assert_eq!(outs, vec![Outcome::Line("status".into())]);
         assert_eq!(echo, b"status\r\n");
         let (outs, _) = feed_all(&mut ed, b"a\nb\r");
-        assert_eq!(outs, vec![Outcome::Line("a".into()), Outcome::Line("b".into())]);
+        assert_eq!(
+            outs,
+            vec![Outcome::Line("a".into()), Outcome::Line("b".into())]
+        );
     }
 
     #[test]

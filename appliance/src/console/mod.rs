@@ -62,14 +62,15 @@ impl Consoles {
             prompt: Mutex::new(format!("{hostname}> ")),
         });
         for session in &consoles.sessions {
+            let device = session.device.clone();
             let session = session.clone();
             let events = events.clone();
             let all = consoles.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("console-{}", session.device))
+                .name(format!("console-{device}"))
                 .spawn(move || crate::init::guarded("console", || all.run(&session, &events)));
             if let Err(e) = spawned {
-                log::error!("cannot start the console on {}: {e}", session.device);
+                log::error!("cannot start the console on {device}: {e}");
             }
         }
         consoles
@@ -168,7 +169,8 @@ impl Consoles {
         };
         let (tx, rx) = mpsc::channel();
         if events.send(Event::Command { request, reply: tx }).is_err() {
-            return "error: the appliance is not answering (its event loop stopped); reboot it\n".into();
+            return "error: the appliance is not answering (its event loop stopped); reboot it\n"
+                .into();
         }
         match rx.recv_timeout(Duration::from_secs(600)) {
             Ok(Ok(reply)) => render::reply(&reply),
@@ -197,7 +199,8 @@ fn open_tty(device: &str) -> std::io::Result<File> {
         .open(format!("/dev/{device}"))?;
     let mut termios = rustix::termios::tcgetattr(&file)?;
     termios.make_raw();
-    termios.output_modes |= rustix::termios::OutputModes::OPOST | rustix::termios::OutputModes::ONLCR;
+    termios.output_modes |=
+        rustix::termios::OutputModes::OPOST | rustix::termios::OutputModes::ONLCR;
     rustix::termios::tcsetattr(&file, rustix::termios::OptionalActions::Now, &termios)?;
     Ok(file)
 }

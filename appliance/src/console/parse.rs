@@ -17,15 +17,51 @@ pub struct CommandHelp {
 
 /// The help table: every command the console knows, grouped by noun.
 pub const COMMANDS: &[CommandHelp] = &[
-    CommandHelp { noun: "help", usage: "help [NOUN]", about: "list the commands, or those of one noun" },
-    CommandHelp { noun: "system", usage: "status", about: "version, kernel, uptime, memory, disks, network, services" },
-    CommandHelp { noun: "system", usage: "system hostname [NAME]", about: "show or set the host name (also: hostname)" },
-    CommandHelp { noun: "system", usage: "system log [LINES]", about: "the last lines of the kernel and init log (also: log)" },
-    CommandHelp { noun: "system", usage: "reboot", about: "stop services, unmount, restart (also: system reboot)" },
-    CommandHelp { noun: "system", usage: "poweroff", about: "stop services, unmount, power off (also: system poweroff)" },
-    CommandHelp { noun: "disk", usage: "disk list", about: "disks with size, model and serial (also: disks)" },
-    CommandHelp { noun: "network", usage: "network show", about: "interfaces, addresses, routes and DHCP leases" },
-    CommandHelp { noun: "network", usage: "network dhcp IFACE", about: "configure IFACE by DHCP (the default)" },
+    CommandHelp {
+        noun: "help",
+        usage: "help [NOUN]",
+        about: "list the commands, or those of one noun",
+    },
+    CommandHelp {
+        noun: "system",
+        usage: "status",
+        about: "version, kernel, uptime, memory, disks, network, services",
+    },
+    CommandHelp {
+        noun: "system",
+        usage: "system hostname [NAME]",
+        about: "show or set the host name (also: hostname)",
+    },
+    CommandHelp {
+        noun: "system",
+        usage: "system log [LINES]",
+        about: "the last lines of the kernel and init log (also: log)",
+    },
+    CommandHelp {
+        noun: "system",
+        usage: "reboot",
+        about: "stop services, unmount, restart (also: system reboot)",
+    },
+    CommandHelp {
+        noun: "system",
+        usage: "poweroff",
+        about: "stop services, unmount, power off (also: system poweroff)",
+    },
+    CommandHelp {
+        noun: "disk",
+        usage: "disk list",
+        about: "disks with size, model and serial (also: disks)",
+    },
+    CommandHelp {
+        noun: "network",
+        usage: "network show",
+        about: "interfaces, addresses, routes and DHCP leases",
+    },
+    CommandHelp {
+        noun: "network",
+        usage: "network dhcp IFACE",
+        about: "configure IFACE by DHCP (the default)",
+    },
     CommandHelp {
         noun: "network",
         usage: "network static IFACE ADDRESS/PREFIX [gateway GW] [dns IP[,IP...]]",
@@ -82,7 +118,12 @@ pub fn tokenize(line: &str) -> Result<Vec<String>, ParseError> {
                     cur.push(n);
                     in_word = true;
                 }
-                None => return Err(err("the line ends with a lone '\\'", "remove it or escape it as '\\\\'")),
+                None => {
+                    return Err(err(
+                        "the line ends with a lone '\\'",
+                        "remove it or escape it as '\\\\'",
+                    ))
+                }
             },
             '"' => {
                 quoted = !quoted;
@@ -126,8 +167,13 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
         "help" | "?" => {
             return match rest {
                 [] => Ok(Parsed::Help(None)),
-                [noun] if *noun == "help" || NOUNS.contains(noun) => Ok(Parsed::Help(Some(noun.to_string()))),
-                [noun] => Err(err(format!("no help for '{noun}'"), format!("the nouns are: {}", NOUNS.join(", ")))),
+                [noun] if *noun == "help" || NOUNS.contains(noun) => {
+                    Ok(Parsed::Help(Some(noun.to_string())))
+                }
+                [noun] => Err(err(
+                    format!("no help for '{noun}'"),
+                    format!("the nouns are: {}", NOUNS.join(", ")),
+                )),
                 _ => Err(err("help takes at most one word", "e.g. 'help network'")),
             };
         }
@@ -176,7 +222,10 @@ fn clip(s: &str) -> String {
 }
 
 fn unknown_verb(noun: &str, verb: &str) -> ParseError {
-    err(format!("'{noun}' has no verb '{}'", clip(verb)), usage_hint(noun))
+    err(
+        format!("'{noun}' has no verb '{}'", clip(verb)),
+        usage_hint(noun),
+    )
 }
 
 fn no_more(cmd: &str, rest: &[&str]) -> Result<(), ParseError> {
@@ -206,7 +255,10 @@ fn parse_log(rest: &[&str]) -> Result<Request, ParseError> {
         [] => Ok(Request::Log { lines: 40 }),
         [n] => match n.parse::<usize>() {
             Ok(lines) if (1..=1000).contains(&lines) => Ok(Request::Log { lines }),
-            _ => Err(err(format!("'{}' is not a line count", clip(n)), "give a number from 1 to 1000")),
+            _ => Err(err(
+                format!("'{}' is not a line count", clip(n)),
+                "give a number from 1 to 1000",
+            )),
         },
         _ => Err(err("'log' takes at most one number", "e.g. 'log 100'")),
     }
@@ -223,30 +275,51 @@ fn parse_hostname(rest: &[&str]) -> Result<Request, ParseError> {
 }
 
 fn parse_ipv4(text: &str, what: &str) -> Result<Ipv4Addr, ParseError> {
-    text.parse()
-        .map_err(|_| err(format!("'{}' is not an IPv4 {what}", clip(text)), "write it as four numbers, e.g. 192.168.1.10"))
+    text.parse().map_err(|_| {
+        err(
+            format!("'{}' is not an IPv4 {what}", clip(text)),
+            "write it as four numbers, e.g. 192.168.1.10",
+        )
+    })
 }
 
 fn parse_network(rest: &[&str]) -> Result<Request, ParseError> {
-    let iface = |name: &str| IfaceName::parse(name).map_err(|m| err(m, "'network show' lists the interfaces"));
+    let iface = |name: &str| {
+        IfaceName::parse(name).map_err(|m| err(m, "'network show' lists the interfaces"))
+    };
     match rest {
         ["show"] | ["list"] => Ok(Request::Network(NetworkRequest::Show)),
-        ["dhcp", name] => Ok(Request::Network(NetworkRequest::Dhcp { iface: iface(name)? })),
+        ["dhcp", name] => Ok(Request::Network(NetworkRequest::Dhcp {
+            iface: iface(name)?,
+        })),
         ["static", name, cidr, opts @ ..] => {
             let iface = iface(name)?;
-            let (addr, prefix) = cidr
-                .split_once('/')
-                .ok_or_else(|| err(format!("'{}' has no prefix length", clip(cidr)), "write ADDRESS/PREFIX, e.g. 192.168.1.10/24"))?;
+            let (addr, prefix) = cidr.split_once('/').ok_or_else(|| {
+                err(
+                    format!("'{}' has no prefix length", clip(cidr)),
+                    "write ADDRESS/PREFIX, e.g. 192.168.1.10/24",
+                )
+            })?;
             let address = parse_ipv4(addr, "address")?;
             let prefix = match prefix.parse::<u8>() {
                 Ok(p) if (1..=32).contains(&p) => p,
-                _ => return Err(err(format!("'{}' is not a prefix length", clip(prefix)), "give a number from 1 to 32, e.g. /24")),
+                _ => {
+                    return Err(err(
+                        format!("'{}' is not a prefix length", clip(prefix)),
+                        "give a number from 1 to 32, e.g. /24",
+                    ))
+                }
             };
             let mut gateway = None;
             let mut dns = Vec::new();
             let mut i = 0;
             while i < opts.len() {
-                let value = opts.get(i + 1).ok_or_else(|| err(format!("'{}' needs a value", clip(opts[i])), usage_hint("network")))?;
+                let value = opts.get(i + 1).ok_or_else(|| {
+                    err(
+                        format!("'{}' needs a value", clip(opts[i])),
+                        usage_hint("network"),
+                    )
+                })?;
                 match opts[i] {
                     "gateway" | "gw" => gateway = Some(parse_ipv4(value, "gateway")?),
                     "dns" => {
@@ -257,14 +330,31 @@ fn parse_network(rest: &[&str]) -> Result<Request, ParseError> {
                             return Err(err("at most 3 DNS servers", "drop the extra ones"));
                         }
                     }
-                    other => return Err(err(format!("unknown option '{}'", clip(other)), "the options are 'gateway' and 'dns'")),
+                    other => {
+                        return Err(err(
+                            format!("unknown option '{}'", clip(other)),
+                            "the options are 'gateway' and 'dns'",
+                        ))
+                    }
                 }
                 i += 2;
             }
-            Ok(Request::Network(NetworkRequest::Static { iface, address, prefix, gateway, dns }))
+            Ok(Request::Network(NetworkRequest::Static {
+                iface,
+                address,
+                prefix,
+                gateway,
+                dns,
+            }))
         }
-        ["static", ..] => Err(err("'network static' needs an interface and ADDRESS/PREFIX", "e.g. 'network static eth0 192.168.1.10/24 gateway 192.168.1.1'")),
-        ["dhcp"] => Err(err("'network dhcp' needs an interface", "e.g. 'network dhcp eth0'")),
+        ["static", ..] => Err(err(
+            "'network static' needs an interface and ADDRESS/PREFIX",
+            "e.g. 'network static eth0 192.168.1.10/24 gateway 192.168.1.1'",
+        )),
+        ["dhcp"] => Err(err(
+            "'network dhcp' needs an interface",
+            "e.g. 'network dhcp eth0'",
+        )),
         [] => Err(err("'network' needs a verb", usage_hint("network"))),
         [verb, ..] => Err(unknown_verb("network", verb)),
     }
@@ -316,7 +406,10 @@ mod tests {
         assert_eq!(parse("").unwrap(), Parsed::Empty);
         assert_eq!(parse("   ").unwrap(), Parsed::Empty);
         assert_eq!(parse("help").unwrap(), Parsed::Help(None));
-        assert_eq!(parse("help network").unwrap(), Parsed::Help(Some("network".into())));
+        assert_eq!(
+            parse("help network").unwrap(),
+            Parsed::Help(Some("network".into()))
+        );
         assert_eq!(req("status"), Request::Status);
         assert_eq!(req("  system   status "), Request::Status);
         assert_eq!(req("disks"), Request::Disks);
@@ -326,11 +419,16 @@ mod tests {
         assert_eq!(req("log"), Request::Log { lines: 40 });
         assert_eq!(req("system log 5"), Request::Log { lines: 5 });
         assert_eq!(req("hostname"), Request::Hostname(None));
-        assert_eq!(req("hostname nas-1"), Request::Hostname(Some(HostName::parse("nas-1").unwrap())));
+        assert_eq!(
+            req("hostname nas-1"),
+            Request::Hostname(Some(HostName::parse("nas-1").unwrap()))
+        );
         assert_eq!(req("network show"), Request::Network(NetworkRequest::Show));
         assert_eq!(
             req("network dhcp eth0"),
-            Request::Network(NetworkRequest::Dhcp { iface: IfaceName::parse("eth0").unwrap() })
+            Request::Network(NetworkRequest::Dhcp {
+                iface: IfaceName::parse("eth0").unwrap()
+            })
         );
         assert_eq!(
             req("network static eth0 192.168.1.10/24 gateway 192.168.1.1 dns 1.1.1.1,9.9.9.9"),
@@ -347,7 +445,10 @@ mod tests {
     #[test]
     fn errors_name_the_problem_and_give_a_hint() {
         let e = error("frobnicate");
-        assert!(e.contains("unknown command 'frobnicate'") && e.contains("help"), "{e}");
+        assert!(
+            e.contains("unknown command 'frobnicate'") && e.contains("help"),
+            "{e}"
+        );
         let e = error("status now");
         assert!(e.contains("takes no arguments"), "{e}");
         let e = error("network static eth0 10.0.0.1");
@@ -376,7 +477,10 @@ mod tests {
 
     #[test]
     fn tokens() {
-        assert_eq!(tokenize(r#"a "b c" d\ e"#).unwrap(), vec!["a", "b c", "d e"]);
+        assert_eq!(
+            tokenize(r#"a "b c" d\ e"#).unwrap(),
+            vec!["a", "b c", "d e"]
+        );
         assert_eq!(tokenize(r#""""#).unwrap(), vec![""]);
         assert!(tokenize("a\\").is_err());
         assert!(tokenize("a\u{1b}b").is_err());
@@ -396,9 +500,33 @@ mod tests {
     #[test]
     fn fuzz() {
         let words = [
-            "help", "status", "disks", "disk", "list", "network", "static", "dhcp", "eth0", "show",
-            "system", "log", "hostname", "reboot", "poweroff", "gateway", "dns", "10.0.0.1/24",
-            "1.2.3.4", "\"", "\\", "999999999999999999999", "/", "-", "é", "日本", "",
+            "help",
+            "status",
+            "disks",
+            "disk",
+            "list",
+            "network",
+            "static",
+            "dhcp",
+            "eth0",
+            "show",
+            "system",
+            "log",
+            "hostname",
+            "reboot",
+            "poweroff",
+            "gateway",
+            "dns",
+            "10.0.0.1/24",
+            "1.2.3.4",
+            "\"",
+            "\\",
+            "999999999999999999999",
+            "/",
+            "-",
+            "é",
+            "日本",
+            "",
         ];
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
@@ -409,7 +537,9 @@ mod tests {
         };
         for _ in 0..20_000 {
             let len = (next() % 8) as usize;
-            let line: Vec<&str> = (0..len).map(|_| words[(next() % words.len() as u64) as usize]).collect();
+            let line: Vec<&str> = (0..len)
+                .map(|_| words[(next() % words.len() as u64) as usize])
+                .collect();
             if let Err(e) = parse(&line.join(" ")) {
                 assert!(!e.message.is_empty() && !e.hint.is_empty());
             }

@@ -86,7 +86,11 @@ pub fn disks(disks: &[Disk]) -> String {
             human_size(d.size_bytes),
             if d.model.is_empty() { "-" } else { &d.model },
             if d.serial.is_empty() { "-" } else { &d.serial },
-            if d.wwn.is_empty() { String::new() } else { format!(" wwn {}", d.wwn) },
+            if d.wwn.is_empty() {
+                String::new()
+            } else {
+                format!(" wwn {}", d.wwn)
+            },
             flags
         ));
     }

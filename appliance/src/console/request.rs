@@ -15,7 +15,12 @@ pub struct HostName(String);
 impl HostName {
     pub fn parse(text: &str) -> Result<Self, String> {
         let ok_chars = text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if text.is_empty() || text.len() > 63 || !ok_chars || text.starts_with('-') || text.ends_with('-') {
+        if text.is_empty()
+            || text.len() > 63
+            || !ok_chars
+            || text.starts_with('-')
+            || text.ends_with('-')
+        {
             return Err(format!(
                 "'{text}' is not a valid host name: use 1 to 63 letters, digits and '-', \
                  not starting or ending with '-'"
@@ -39,11 +44,15 @@ impl IfaceName {
             && text.len() <= 15
             && text != "."
             && text != ".."
-            && text.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
         if ok {
             Ok(Self(text.to_string()))
         } else {
-            Err(format!("'{text}' is not a network interface name (e.g. eth0, enp1s0)"))
+            Err(format!(
+                "'{text}' is not a network interface name (e.g. eth0, enp1s0)"
+            ))
         }
     }
 

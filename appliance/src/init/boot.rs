@@ -78,7 +78,15 @@ pub fn boot() -> Appliance {
 
 fn spawn_signal_thread(tx: mpsc::Sender<Event>) {
     use signal_hook::consts::*;
-    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGCHLD, libc::SIGPWR, SIGHUP, SIGUSR1, SIGUSR2]);
+    let signals = signal_hook::iterator::Signals::new([
+        SIGTERM,
+        SIGINT,
+        SIGCHLD,
+        libc::SIGPWR,
+        SIGHUP,
+        SIGUSR1,
+        SIGUSR2,
+    ]);
     let mut signals = match signals {
         Ok(s) => s,
         Err(e) => {
@@ -86,13 +94,15 @@ fn spawn_signal_thread(tx: mpsc::Sender<Event>) {
             return;
         }
     };
-    let spawned = std::thread::Builder::new().name("signals".into()).spawn(move || {
-        for signal in signals.forever() {
-            if tx.send(Event::Signal(signal)).is_err() {
-                return;
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if tx.send(Event::Signal(signal)).is_err() {
+                    return;
+                }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
         log::error!("cannot start the signal thread: {e}");
     }
@@ -100,25 +110,29 @@ fn spawn_signal_thread(tx: mpsc::Sender<Event>) {
 
 /// Loads the board's modules, then coldplugs its drivers, then reports.
 fn spawn_module_loader(board: &'static board::Board, tx: mpsc::Sender<Event>) {
-    let spawned = std::thread::Builder::new().name("modules".into()).spawn(move || {
-        guarded("module loader", || {
-            let mut report = LoadReport::default();
-            match ModDb::load(&kmod::modules_dir()) {
-                Ok(db) => {
-                    let mut loader = Loader::new(db);
-                    for request in board.boot_modules() {
-                        loader.load(request, &mut report);
+    let spawned = std::thread::Builder::new()
+        .name("modules".into())
+        .spawn(move || {
+            guarded("module loader", || {
+                let mut report = LoadReport::default();
+                match ModDb::load(&kmod::modules_dir()) {
+                    Ok(db) => {
+                        let mut loader = Loader::new(db);
+                        for request in board.boot_modules() {
+                            loader.load(request, &mut report);
+                        }
+                        if !board.coldplug_modules.is_empty() {
+                            loader.coldplug(board.coldplug_modules, &mut report);
+                        }
                     }
-                    if !board.coldplug_modules.is_empty() {
-                        loader.coldplug(board.coldplug_modules, &mut report);
-                    }
+                    Err(e) => report
+                        .failed
+                        .push(("module database".into(), e.to_string())),
                 }
-                Err(e) => report.failed.push(("module database".into(), e.to_string())),
-            }
-            report.finished_at = info::uptime_secs();
-            let _ = tx.send(Event::ModulesLoaded(report.clone()));
-        })
-    });
+                report.finished_at = info::uptime_secs();
+                let _ = tx.send(Event::ModulesLoaded(report.clone()));
+            })
+        });
     if let Err(e) = spawned {
         log::error!("cannot start the module loader: {e}");
     }
@@ -130,15 +144,16 @@ pub fn spawn_power_button(tx: mpsc::Sender<Event>) -> Vec<String> {
     for device in &devices {
         let tx = tx.clone();
         let device = device.clone();
-        let _ = std::thread::Builder::new().name("power-button".into()).spawn(move || {
-            crate::system::power::watch_button(&device, || {
-                let _ = tx.send(Event::PowerButton);
-            })
-        });
+        let _ = std::thread::Builder::new()
+            .name("power-button".into())
+            .spawn(move || {
+                crate::system::power::watch_button(&device, || {
+                    let _ = tx.send(Event::PowerButton);
+                })
+            });
     }
     devices.iter().map(|d| d.display().to_string()).collect()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -146,8 +161,17 @@ mod tests {
 
     #[test]
     fn board_selection() {
-        assert_eq!(board_from_cmdline("console=ttyS0 tank.board=pc-x86_64").name, "pc-x86_64");
-        assert_eq!(board_from_cmdline("console=ttyS0").name, board::default_board().name);
-        assert_eq!(board_from_cmdline("tank.board=nonsense").name, board::default_board().name);
+        assert_eq!(
+            board_from_cmdline("console=ttyS0 tank.board=pc-x86_64").name,
+            "pc-x86_64"
+        );
+        assert_eq!(
+            board_from_cmdline("console=ttyS0").name,
+            board::default_board().name
+        );
+        assert_eq!(
+            board_from_cmdline("tank.board=nonsense").name,
+            board::default_board().name
+        );
     }
 }

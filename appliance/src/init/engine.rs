@@ -84,7 +84,12 @@ impl Appliance {
     }
 
     fn modules_loaded(&mut self, report: LoadReport) {
-        log::info!("modules: {} loaded", report.loaded.len());
+        log::info!(
+            "modules: {} loaded, {} not applicable to this hardware ({})",
+            report.loaded.len(),
+            report.not_applicable.len(),
+            report.not_applicable.join(", ")
+        );
         for (name, why) in &report.failed {
             log::error!("module {name} failed to load: {why}");
         }
@@ -136,7 +141,10 @@ impl Appliance {
     }
 
     fn links(&self) -> Vec<crate::net::LinkStatus> {
-        self.network.as_ref().map(Network::status).unwrap_or_default()
+        self.network
+            .as_ref()
+            .map(Network::status)
+            .unwrap_or_default()
     }
 
     fn network_change(&mut self, change: NetworkRequest) -> Result<Reply, String> {
@@ -160,7 +168,9 @@ impl Appliance {
             ),
         };
         let Some(network) = self.network.as_ref() else {
-            return Err("the network is not up yet (drivers still loading); try again in a moment".into());
+            return Err(
+                "the network is not up yet (drivers still loading); try again in a moment".into(),
+            );
         };
         let mut settings = self.net_settings.clone();
         settings.interfaces.retain(|i| i.name != iface.as_str());
@@ -200,7 +210,8 @@ impl Appliance {
         };
         let mut alerts = self.alerts.clone();
         if !info::entropy_ready() {
-            alerts.push("the kernel's random pool is not ready: creating a pool would stall".into());
+            alerts
+                .push("the kernel's random pool is not ready: creating a pool would stall".into());
         }
         StatusReport {
             version: crate::VERSION,
@@ -217,10 +228,22 @@ impl Appliance {
             disks: disks::list(),
             links: self.links(),
             services: vec![
-                ServiceLine { name: "modules", state: modules },
-                ServiceLine { name: "network", state: network },
-                ServiceLine { name: "console", state: self.board.consoles.join(", ") },
-                ServiceLine { name: "power", state: power },
+                ServiceLine {
+                    name: "modules",
+                    state: modules,
+                },
+                ServiceLine {
+                    name: "network",
+                    state: network,
+                },
+                ServiceLine {
+                    name: "console",
+                    state: self.board.consoles.join(", "),
+                },
+                ServiceLine {
+                    name: "power",
+                    state: power,
+                },
             ],
             alerts,
         }
@@ -233,7 +256,9 @@ impl Appliance {
             PowerAction::PowerOff => "Powering off",
             PowerAction::Reboot => "Rebooting",
         };
-        self.consoles.notify(&format!("{verb}: stopping services, syncing, unmounting..."));
+        self.consoles.notify(&format!(
+            "{verb}: stopping services, syncing, unmounting..."
+        ));
         if let Some(network) = self.network.take() {
             network.stop();
         }

@@ -38,9 +38,17 @@ pub fn format_record(record: &str) -> String {
     let Some((header, message)) = record.split_once(';') else {
         return record.trim_end().to_string();
     };
-    let micros: u64 = header.split(',').nth(2).and_then(|t| t.parse().ok()).unwrap_or(0);
+    let micros: u64 = header
+        .split(',')
+        .nth(2)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
     let message = message.lines().next().unwrap_or("");
-    format!("[{:5}.{:06}] {message}", micros / 1_000_000, micros % 1_000_000)
+    format!(
+        "[{:5}.{:06}] {message}",
+        micros / 1_000_000,
+        micros % 1_000_000
+    )
 }
 
 #[cfg(test)]

@@ -54,7 +54,9 @@ impl ModDb {
             let path = dir.join(name);
             match std::fs::read_to_string(&path) {
                 Ok(text) => Ok(text),
-                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                    Ok(String::new())
+                }
                 Err(source) => Err(ModError::Read { path, source }),
             }
         };
@@ -131,6 +133,7 @@ impl ModDb {
         self.modules.get(name)
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.modules.len()
     }
@@ -140,11 +143,17 @@ impl ModDb {
     }
 
     pub fn softdep_pre(&self, name: &str) -> Vec<String> {
-        self.softdeps.get(name).map(|s| s.0.clone()).unwrap_or_default()
+        self.softdeps
+            .get(name)
+            .map(|s| s.0.clone())
+            .unwrap_or_default()
     }
 
     pub fn softdep_post(&self, name: &str) -> Vec<String> {
-        self.softdeps.get(name).map(|s| s.1.clone()).unwrap_or_default()
+        self.softdeps
+            .get(name)
+            .map(|s| s.1.clone())
+            .unwrap_or_default()
     }
 
     /// The modules whose aliases match `text`.
@@ -201,10 +210,14 @@ mod tests {
         assert_eq!(db.resolve("raid6-pq").unwrap(), vec!["raid6_pq"]);
         assert_eq!(db.resolve("fs-btrfs").unwrap(), vec!["btrfs"]);
         assert_eq!(db.resolve("crypto-crc32c").unwrap(), vec!["crc32c_generic"]);
-        assert_eq!(db.resolve("sha256_generic").unwrap(), vec!["sha256_generic"]);
+        assert_eq!(
+            db.resolve("sha256_generic").unwrap(),
+            vec!["sha256_generic"]
+        );
         assert!(db.is_builtin("sha256_generic"));
         assert_eq!(
-            db.resolve("pci:v00001AF4d00001004sv00001AF4sd00000008bc01sc00i00").unwrap(),
+            db.resolve("pci:v00001AF4d00001004sv00001AF4sd00000008bc01sc00i00")
+                .unwrap(),
             vec!["virtio_pci"]
         );
         let err = db.resolve("nonexistent").unwrap_err().to_string();
@@ -215,7 +228,10 @@ mod tests {
     fn dependencies_and_softdeps() {
         let db = sample();
         let btrfs = db.module("btrfs").unwrap();
-        assert_eq!(btrfs.deps, vec!["kernel/lib/raid6/raid6_pq.ko", "kernel/lib/libcrc32c.ko"]);
+        assert_eq!(
+            btrfs.deps,
+            vec!["kernel/lib/raid6/raid6_pq.ko", "kernel/lib/libcrc32c.ko"]
+        );
         assert_eq!(db.softdep_pre("libcrc32c"), vec!["crc32c"]);
         assert_eq!(db.softdep_post("libcrc32c"), vec!["extra"]);
         assert!(db.softdep_pre("btrfs").is_empty());

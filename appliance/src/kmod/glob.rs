@@ -94,8 +94,16 @@ mod tests {
         let cases = [
             ("crypto-crc32c", "crypto-crc32c", true),
             ("crypto-crc32c", "crypto-crc32", false),
-            ("pci:v00008086d*sv*sd*bc02sc00i*", "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00", true),
-            ("pci:v00008086d*sv*sd*bc02sc00i*", "pci:v00008086d000010D3sv00008086sd0000A01Fbc01sc06i01", false),
+            (
+                "pci:v00008086d*sv*sd*bc02sc00i*",
+                "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00",
+                true,
+            ),
+            (
+                "pci:v00008086d*sv*sd*bc02sc00i*",
+                "pci:v00008086d000010D3sv00008086sd0000A01Fbc01sc06i01",
+                false,
+            ),
             ("virtio:d00000008v*", "virtio:d00000008v00001AF4", true),
             ("a?c", "abc", true),
             ("a?c", "ac", false),

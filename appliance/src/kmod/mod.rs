@@ -29,6 +29,9 @@ pub struct LoadReport {
     pub loaded: Vec<String>,
     /// Modules (or requests) that failed, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Modules for hardware this machine lacks (the kernel answered ENODEV), such as a CPU's
+    /// accelerated crypto variants when the generic ones are carried too.
+    pub not_applicable: Vec<String>,
     /// Guest uptime when the work finished.
     pub finished_at: f64,
 }
@@ -45,10 +48,6 @@ impl Loader {
             db,
             done: HashSet::new(),
         }
-    }
-
-    pub fn db(&self) -> &ModDb {
-        &self.db
     }
 
     /// Loads the module or alias `request` with everything it needs.
@@ -91,7 +90,8 @@ impl Loader {
         }
         match insert(&self.db.dir().join(&module.path)) {
             Ok(()) => report.loaded.push(name.to_string()),
-            Err(e) => report.failed.push((name.to_string(), e)),
+            Err(InsertError::NoDevice) => report.not_applicable.push(name.to_string()),
+            Err(InsertError::Other(e)) => report.failed.push((name.to_string(), e)),
         }
         for post in self.db.softdep_post(name) {
             if let Ok(names) = self.db.resolve(&post) {
@@ -121,16 +121,26 @@ impl Loader {
 
 /// Whether the kernel already has module `name` (loaded or being loaded).
 fn is_loaded(name: &str) -> bool {
-    Path::new("/sys/module").join(name).join("initstate").exists()
+    Path::new("/sys/module")
+        .join(name)
+        .join("initstate")
+        .exists()
+}
+
+enum InsertError {
+    /// The module has nothing to drive here.
+    NoDevice,
+    Other(String),
 }
 
 /// Inserts one module file into the kernel.
-fn insert(path: &Path) -> Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+fn insert(path: &Path) -> Result<(), InsertError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| InsertError::Other(format!("cannot open {}: {e}", path.display())))?;
     match rustix::system::finit_module(&file, c"", 0) {
-        Ok(()) => Ok(()),
-        Err(rustix::io::Errno::EXIST) => Ok(()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(rustix::io::Errno::NODEV) => Err(InsertError::NoDevice),
+        Err(e) => Err(InsertError::Other(format!("{}: {e}", path.display()))),
     }
 }
 

@@ -1,14 +1,16 @@
 //! Transaction ids for DHCP that never wait for the kernel's entropy pool.
 //!
 //! Early boot under emulation may have no entropy at all, and a blocking `getrandom(2)` would
-//! stall the interface (and, through it, nothing else, but still). We read `/dev/urandom`, which
-//! never blocks, and fall back to a time-based mix if it cannot be read (no devtmpfs yet). DHCP
-//! xids only have to differ between clients and transactions; they are not secrets.
+//! stall DHCP. We ask `getrandom` with `GRND_INSECURE` (Linux 5.6+, never blocks), then with
+//! `GRND_NONBLOCK`, then read `/dev/urandom` (never blocks), and last fall back to a time-based
+//! mix. DHCP xids only have to differ between clients and transactions; they are not secrets.
 
 use std::fs::File;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rustix::rand::{getrandom, GetRandomFlags};
 
 /// A counter mixed into the fallback so two calls in the same nanosecond still differ.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -16,6 +18,11 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A random `u32`, without ever blocking on entropy.
 pub fn random_u32() -> u32 {
     let mut bytes = [0u8; 4];
+    for flags in [GetRandomFlags::INSECURE, GetRandomFlags::NONBLOCK] {
+        if let Ok(4) = getrandom(&mut bytes[..], flags) {
+            return u32::from_ne_bytes(bytes);
+        }
+    }
     let from_urandom = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     match from_urandom {
         Ok(()) => u32::from_ne_bytes(bytes),
@@ -58,6 +65,10 @@ mod tests {
         let ids: std::collections::BTreeSet<u32> = (0..64).map(|_| random_u32()).collect();
         assert!(ids.len() > 60, "{} distinct of 64", ids.len());
         let ids: std::collections::BTreeSet<u32> = (0..64).map(|_| fallback()).collect();
-        assert!(ids.len() > 60, "{} distinct of 64 from the fallback", ids.len());
+        assert!(
+            ids.len() > 60,
+            "{} distinct of 64 from the fallback",
+            ids.len()
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage};
@@ -113,7 +113,12 @@ impl Rtnl {
             self.buf.clear();
             let size = match self.socket.recv(&mut self.buf, 0) {
                 Ok(size) => size,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "the kernel did not answer the netlink request",
@@ -182,12 +187,7 @@ impl Rtnl {
     }
 
     /// Adds `address/prefix` to a link; an address that is already there is not an error.
-    pub fn add_address(
-        &mut self,
-        index: u32,
-        address: Ipv4Addr,
-        prefix: u8,
-    ) -> io::Result<()> {
+    pub fn add_address(&mut self, index: u32, address: Ipv4Addr, prefix: u8) -> io::Result<()> {
         let message = address_message(index, address, prefix);
         match self.request(
             RouteNetlinkMessage::NewAddress(message),
@@ -199,12 +199,7 @@ impl Rtnl {
     }
 
     /// Removes `address/prefix` from a link; an address that is already gone is not an error.
-    pub fn del_address(
-        &mut self,
-        index: u32,
-        address: Ipv4Addr,
-        prefix: u8,
-    ) -> io::Result<()> {
+    pub fn del_address(&mut self, index: u32, address: Ipv4Addr, prefix: u8) -> io::Result<()> {
         let message = address_message(index, address, prefix);
         match self.request(RouteNetlinkMessage::DelAddress(message), 0) {
             Err(e)
@@ -278,9 +273,7 @@ impl Rtnl {
     ) -> io::Result<()> {
         let message = default_route_message(index, gateway, metric, origin);
         match self.request(RouteNetlinkMessage::DelRoute(message), 0) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH) | Some(libc::ENODEV)) => {
-                Ok(())
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Ok(()),
             other => other.map(drop),
         }
     }
@@ -336,10 +329,10 @@ fn parse_link(message: &LinkMessage) -> Link {
             LinkAttribute::IfName(name) => link.name = name.clone(),
             LinkAttribute::Address(mac) => link.mac = mac.clone(),
             LinkAttribute::Carrier(c) => link.carrier = *c != 0 && link.up,
-            LinkAttribute::LinkInfo(infos) => {
-                if infos.iter().any(|i| matches!(i, LinkInfo::Kind(_))) {
-                    link.physical_ethernet = false;
-                }
+            LinkAttribute::LinkInfo(infos)
+                if infos.iter().any(|i| matches!(i, LinkInfo::Kind(_))) =>
+            {
+                link.physical_ethernet = false;
             }
             _ => {}
         }

@@ -83,7 +83,9 @@ pub struct Plan {
 
 /// The netmask for a prefix length; `prefix` must be at most 32.
 pub fn netmask(prefix: u8) -> Ipv4Addr {
-    let bits = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+    let bits = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
     Ipv4Addr::from(bits)
 }
 
@@ -226,9 +228,7 @@ pub fn plan(settings: &NetSettings) -> Result<Plan, NetError> {
                 prefix,
                 gateway,
                 dns,
-            } => PlannedMethod::Static(validate_static(
-                &name, *address, *prefix, *gateway, dns,
-            )?),
+            } => PlannedMethod::Static(validate_static(&name, *address, *prefix, *gateway, dns)?),
         };
         interfaces.push((name, method));
     }
@@ -243,7 +243,9 @@ pub fn dhcp_hostname(hostname: &str) -> Option<&str> {
     let valid_label = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
@@ -265,10 +267,27 @@ mod tests {
 
     #[test]
     fn interface_names() {
-        for good in ["eth0", "enp0s3", "br-lan", "wlan0.100", "a", "fifteen_chars_x"] {
+        for good in [
+            "eth0",
+            "enp0s3",
+            "br-lan",
+            "wlan0.100",
+            "a",
+            "fifteen_chars_x",
+        ] {
             assert!(IfaceName::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", ".", "..", "eth 0", "eth/0", "eth0:1", "sixteen_chars_xx", "é", "a\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "eth 0",
+            "eth/0",
+            "eth0:1",
+            "sixteen_chars_xx",
+            "é",
+            "a\0",
+        ] {
             let err = IfaceName::parse(bad).expect_err(bad);
             assert!(err.to_string().contains("is invalid"), "{err}");
         }
@@ -296,16 +315,28 @@ mod tests {
     #[test]
     fn static_settings() {
         let eth0 = name("eth0");
-        let ok = validate_static(&eth0, ip("10.0.2.15"), 24, Some(ip("10.0.2.2")), &[ip("10.0.2.3")])
-            .expect("valid");
+        let ok = validate_static(
+            &eth0,
+            ip("10.0.2.15"),
+            24,
+            Some(ip("10.0.2.2")),
+            &[ip("10.0.2.3")],
+        )
+        .expect("valid");
         assert_eq!(ok.prefix, 24);
 
         // Prefix range.
         for prefix in [0, 1, 31, 32] {
-            assert!(validate_static(&eth0, ip("10.0.2.15"), prefix, None, &[]).is_ok(), "/{prefix}");
+            assert!(
+                validate_static(&eth0, ip("10.0.2.15"), prefix, None, &[]).is_ok(),
+                "/{prefix}"
+            );
         }
         let err = validate_static(&eth0, ip("10.0.2.15"), 33, None, &[]).expect_err("/33");
-        assert_eq!(err.to_string(), "interface eth0: prefix /33 is out of range; use 0 to 32");
+        assert_eq!(
+            err.to_string(),
+            "interface eth0: prefix /33 is out of range; use 0 to 32"
+        );
 
         // Gateway inside the subnet.
         let err = validate_static(&eth0, ip("10.0.2.15"), 24, Some(ip("10.0.3.1")), &[])
@@ -319,14 +350,25 @@ mod tests {
         assert!(validate_static(&eth0, ip("10.0.2.15"), 24, Some(ip("10.0.2.255")), &[]).is_err());
 
         // Unusable host addresses.
-        for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "10.0.2.0", "10.0.2.255"] {
+        for bad in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "10.0.2.0",
+            "10.0.2.255",
+        ] {
             let err = validate_static(&eth0, ip(bad), 24, None, &[]).expect_err(bad);
-            assert!(err.to_string().starts_with("interface eth0: address"), "{err}");
+            assert!(
+                err.to_string().starts_with("interface eth0: address"),
+                "{err}"
+            );
         }
         // /31 point-to-point links use both addresses.
         assert!(validate_static(&eth0, ip("10.0.2.0"), 31, Some(ip("10.0.2.1")), &[]).is_ok());
 
-        let err = validate_static(&eth0, ip("10.0.2.15"), 24, None, &[ip("0.0.0.0")]).expect_err("dns");
+        let err =
+            validate_static(&eth0, ip("10.0.2.15"), 24, None, &[ip("0.0.0.0")]).expect_err("dns");
         assert!(err.to_string().contains("DNS server 0.0.0.0"), "{err}");
     }
 
@@ -347,7 +389,10 @@ mod tests {
             plan(&settings(vec![dhcp("eth0"), dhcp("eth0")])),
             Err(NetError::DuplicateInterface(n)) if n == "eth0"
         ));
-        assert!(matches!(plan(&settings(vec![dhcp("lo")])), Err(NetError::Loopback)));
+        assert!(matches!(
+            plan(&settings(vec![dhcp("lo")])),
+            Err(NetError::Loopback)
+        ));
         assert!(matches!(
             plan(&settings(vec![dhcp("bad name")])),
             Err(NetError::InvalidName { .. })

@@ -1,17 +1,19 @@
 //! Uptime, memory, kernel release and entropy readiness, read from `/proc`.
 
-/// Seconds since the kernel started, from `/proc/uptime`.
+/// Seconds since the kernel started (`CLOCK_BOOTTIME`, the clock of `/proc/uptime`; readable
+/// before `/proc` is mounted).
 pub fn uptime_secs() -> f64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// `MemTotal` and `MemAvailable` in KiB.
 pub fn memory_kib() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    (field_kib(&text, "MemTotal:"), field_kib(&text, "MemAvailable:"))
+    (
+        field_kib(&text, "MemTotal:"),
+        field_kib(&text, "MemAvailable:"),
+    )
 }
 
 /// The init's resident set size in KiB.

@@ -16,14 +16,18 @@ const EARLY: &[EarlyMount] = &[
         source: "proc",
         target: "/proc",
         fstype: "proc",
-        flags: MountFlags::NOSUID.union(MountFlags::NODEV).union(MountFlags::NOEXEC),
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
         data: None,
     },
     EarlyMount {
         source: "sysfs",
         target: "/sys",
         fstype: "sysfs",
-        flags: MountFlags::NOSUID.union(MountFlags::NODEV).union(MountFlags::NOEXEC),
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
         data: None,
     },
     EarlyMount {
@@ -86,7 +90,9 @@ fn unescape(s: &str) -> String {
         if bytes[i] == b'\\' && i + 4 <= bytes.len() {
             let oct = &bytes[i + 1..i + 4];
             if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
-                let v = oct.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+                let v = oct
+                    .iter()
+                    .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
                 if let Ok(v) = u8::try_from(v) {
                     out.push(v);
                     i += 4;
@@ -130,7 +136,10 @@ mod tests {
         let text = "22 1 0:20 / / rw - rootfs rootfs rw\n\
                     23 22 0:21 / /proc rw,nosuid - proc proc rw\n\
                     30 22 8:1 / /mnt/tank/my\\040data rw - btrfs /dev/sda rw\n";
-        assert_eq!(parse_mountinfo(text), vec!["/", "/proc", "/mnt/tank/my data"]);
+        assert_eq!(
+            parse_mountinfo(text),
+            vec!["/", "/proc", "/mnt/tank/my data"]
+        );
         assert_eq!(unescape("a\\134b"), "a\\b");
         assert_eq!(unescape("trailing\\"), "trailing\\");
     }

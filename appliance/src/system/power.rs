@@ -24,7 +24,8 @@ pub fn power_button_devices() -> Vec<PathBuf> {
         if !name.starts_with("event") {
             continue;
         }
-        let dev_name = std::fs::read_to_string(entry.path().join("device/name")).unwrap_or_default();
+        let dev_name =
+            std::fs::read_to_string(entry.path().join("device/name")).unwrap_or_default();
         if dev_name.trim() == "Power Button" {
             out.push(Path::new("/dev/input").join(name));
         }
@@ -51,7 +52,10 @@ pub fn watch_button(device: &Path, on_press: impl Fn()) {
     let mut file = match std::fs::File::open(device) {
         Ok(f) => f,
         Err(e) => {
-            log::warn!("power button {}: {e}; use the console's poweroff", device.display());
+            log::warn!(
+                "power button {}: {e}; use the console's poweroff",
+                device.display()
+            );
             return;
         }
     };

@@ -444,11 +444,7 @@ impl Machine {
                     );
                     return Vec::new();
                 }
-                log::info!(
-                    "net: {}: offered {} by {server}",
-                    self.iface,
-                    reply.yiaddr
-                );
+                log::info!("net: {}: offered {} by {server}", self.iface, reply.yiaddr);
                 let request = self.select_request(xid, secs_since(started, now), reply, server);
                 self.state = State::Requesting {
                     xid,
@@ -518,7 +514,13 @@ impl Machine {
                 actions
             }
             (State::Requesting { server, .. }, ReplyKind::Nak)
-            | (State::Renewing { lease: Lease { server, .. }, .. }, ReplyKind::Nak) => {
+            | (
+                State::Renewing {
+                    lease: Lease { server, .. },
+                    ..
+                },
+                ReplyKind::Nak,
+            ) => {
                 if reply.server_id.is_some_and(|s| s != server) {
                     return Vec::new();
                 }
@@ -593,7 +595,12 @@ impl Machine {
             address: reply.yiaddr,
             prefix,
             server,
-            routers: reply.routers.iter().copied().filter(|r| usable(*r)).collect(),
+            routers: reply
+                .routers
+                .iter()
+                .copied()
+                .filter(|r| usable(*r))
+                .collect(),
             dns: reply.dns.iter().copied().filter(|d| usable(*d)).collect(),
             domain: reply.domain.clone(),
             lease_secs,
@@ -750,9 +757,15 @@ mod tests {
     #[test]
     fn lease_timer_arithmetic() {
         assert_eq!(lease_times(86400, None, None), (86400, 43200, 75600));
-        assert_eq!(lease_times(3600, Some(1000), Some(2000)), (3600, 1000, 2000));
+        assert_eq!(
+            lease_times(3600, Some(1000), Some(2000)),
+            (3600, 1000, 2000)
+        );
         // Inconsistent server values fall back to the defaults.
-        assert_eq!(lease_times(3600, Some(3000), Some(2000)), (3600, 1800, 2000));
+        assert_eq!(
+            lease_times(3600, Some(3000), Some(2000)),
+            (3600, 1800, 2000)
+        );
         assert_eq!(lease_times(3600, None, Some(4000)), (3600, 1800, 3150));
         assert_eq!(lease_times(120, Some(60), None), (120, 60, 105));
         assert_eq!(lease_times(0, None, None), (0, 0, 0));
@@ -770,7 +783,9 @@ mod tests {
         let t0 = Instant::now();
         let mut m = machine();
         let xid = sent(&m.start(t0))[0].xid;
-        assert!(m.on_reply(t0, &reply(MessageType::Offer, xid + 1)).is_empty());
+        assert!(m
+            .on_reply(t0, &reply(MessageType::Offer, xid + 1))
+            .is_empty());
         let mut foreign = reply(MessageType::Offer, xid);
         foreign.chaddr = [2, 0, 0, 0, 0, 1];
         assert!(m.on_reply(t0, &foreign).is_empty());
@@ -838,13 +853,12 @@ mod tests {
         let mut m = machine();
         let xid = sent(&m.start(t0))[0].xid;
         m.on_reply(t0, &reply(MessageType::Offer, xid));
-        let mut now = t0;
         for _ in 0..REQUEST_DELAYS.len() - 1 {
-            now = m.deadline().expect("deadline");
+            let now = m.deadline().expect("deadline");
             let actions = m.on_timer(now);
             assert_eq!(sent(&actions)[0].kind, RequestKind::Request);
         }
-        now = m.deadline().expect("deadline");
+        let now = m.deadline().expect("deadline");
         let actions = m.on_timer(now);
         assert_eq!(sent(&actions)[0].kind, RequestKind::Discover);
         assert_ne!(sent(&actions)[0].xid, xid);
@@ -978,7 +992,10 @@ mod tests {
         let [Action::Configure(lease)] = actions.as_slice() else {
             panic!("expected Configure, got {actions:?}");
         };
-        assert_eq!(lease.prefix, 24, "classful default for 192.168/16 space is /24");
+        assert_eq!(
+            lease.prefix, 24,
+            "classful default for 192.168/16 space is /24"
+        );
         assert_eq!((lease.t1_secs, lease.t2_secs), (100, 200));
     }
 

@@ -140,7 +140,11 @@ pub fn encode(out: &Outgoing, identity: &Identity) -> Result<Vec<u8>, PacketErro
     bytes.extend_from_slice(&[1, 1, 6, 0]); // BOOTREQUEST, ethernet, hlen 6, hops 0
     bytes.extend_from_slice(&out.xid.to_be_bytes());
     bytes.extend_from_slice(&out.secs.to_be_bytes());
-    let flags = if out.broadcast_flag { FLAG_BROADCAST } else { 0 };
+    let flags = if out.broadcast_flag {
+        FLAG_BROADCAST
+    } else {
+        0
+    };
     bytes.extend_from_slice(&flags.to_be_bytes());
     bytes.extend_from_slice(&out.ciaddr.octets());
     bytes.extend_from_slice(&[0; 12]); // yiaddr, siaddr, giaddr
@@ -181,6 +185,71 @@ pub fn encode(out: &Outgoing, identity: &Identity) -> Result<Vec<u8>, PacketErro
     Ok(bytes)
 }
 
+/// The options a client reads, with the lengths they must have.
+fn option_fits(code: u8, len: usize) -> bool {
+    match code {
+        53 => len == 1,                             // message type
+        1 | 51 | 54 | 58 | 59 => len == 4,          // mask, lease, server id, T1, T2
+        3 | 6 => len >= 4 && len.is_multiple_of(4), // routers, name servers
+        15 | 56 => (1..=255).contains(&len),        // domain name, message
+        _ => false,
+    }
+}
+
+/// Rebuilds a reply with only the options [`parse_reply`] uses, each checked for length (and
+/// UTF-8 where it is text), because `dhcproto`'s option decoder asserts on some malformed
+/// lengths instead of returning an error. Options split over several instances (RFC 3396)
+/// are joined first. The BOOTP header is copied as it is.
+fn sanitize(bytes: &[u8]) -> Result<Vec<u8>, PacketError> {
+    let mut found: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut at = HEADER_LEN;
+    while let Some(&code) = bytes.get(at) {
+        match code {
+            0 => {
+                at += 1;
+                continue;
+            }
+            255 => break,
+            _ => {}
+        }
+        let Some(&len) = bytes.get(at + 1) else {
+            return Err(PacketError::Malformed(format!(
+                "option {code} has no length"
+            )));
+        };
+        let start = at + 2;
+        let end = start + usize::from(len);
+        let Some(value) = bytes.get(start..end) else {
+            return Err(PacketError::Malformed(format!(
+                "option {code} runs past the end of the packet"
+            )));
+        };
+        match found.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, joined)) => joined.extend_from_slice(value),
+            None => found.push((code, value.to_vec())),
+        }
+        at = end;
+    }
+    let mut clean = bytes[..HEADER_LEN].to_vec();
+    for (code, value) in found {
+        let text_ok = !matches!(code, 15 | 56) || std::str::from_utf8(&value).is_ok();
+        if option_fits(code, value.len()) && text_ok {
+            clean.push(code);
+            clean.push(value.len() as u8);
+            clean.extend_from_slice(&value);
+        } else if code == 53 {
+            return Err(PacketError::Malformed(format!(
+                "message type option has length {}",
+                value.len()
+            )));
+        } else if matches!(code, 1 | 3 | 6 | 15 | 51 | 54 | 56 | 58 | 59) {
+            log::debug!("dhcp: option {code} of length {} ignored", value.len());
+        }
+    }
+    clean.push(255);
+    Ok(clean)
+}
+
 /// Parses a server's reply. Checks the shape only; whether it is *ours* (xid, chaddr) and
 /// whether it fits the current state is for the state machine to judge.
 pub fn parse_reply(bytes: &[u8]) -> Result<Reply, PacketError> {
@@ -190,7 +259,8 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, PacketError> {
     if bytes[HEADER_LEN - 4..HEADER_LEN] != MAGIC {
         return Err(PacketError::NoMagic);
     }
-    let message = Message::decode(&mut Decoder::new(bytes))
+    let clean = sanitize(bytes)?;
+    let message = Message::decode(&mut Decoder::new(&clean))
         .map_err(|e| PacketError::Malformed(e.to_string()))?;
     if message.opcode() != Opcode::BootReply {
         return Err(PacketError::NotAReply);
@@ -203,10 +273,9 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, PacketError> {
         Some(MessageType::Nak) => ReplyKind::Nak,
         Some(other) => return Err(PacketError::UnexpectedType(other)),
     };
+    // Read from the bytes: `Message::chaddr()` slices by `hlen`, which a bad packet sets past 16.
     let mut chaddr = [0u8; 6];
-    if let Some(first) = message.chaddr().get(..6) {
-        chaddr.copy_from_slice(first);
-    }
+    chaddr.copy_from_slice(&clean[28..34]);
     let ipv4 = |code| match opts.get(code) {
         Some(DhcpOption::SubnetMask(a)) | Some(DhcpOption::ServerIdentifier(a)) => Some(*a),
         _ => None,
@@ -331,7 +400,9 @@ pub mod tests {
         assert_eq!(opts.msg_type(), Some(MessageType::Discover));
         assert_eq!(
             opts.get(OptionCode::ClientIdentifier),
-            Some(&DhcpOption::ClientIdentifier(vec![1, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56]))
+            Some(&DhcpOption::ClientIdentifier(vec![
+                1, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56
+            ]))
         );
         assert_eq!(
             opts.get(OptionCode::Hostname),
@@ -339,19 +410,26 @@ pub mod tests {
         );
         assert_eq!(
             opts.get(OptionCode::ParameterRequestList),
-            Some(&DhcpOption::ParameterRequestList(REQUESTED_OPTIONS.to_vec()))
+            Some(&DhcpOption::ParameterRequestList(
+                REQUESTED_OPTIONS.to_vec()
+            ))
         );
         assert!(opts.get(OptionCode::RequestedIpAddress).is_none());
         assert!(opts.get(OptionCode::ServerIdentifier).is_none());
 
         // The option bytes themselves: 53 then 55, as a server sees them.
         let options = &bytes[240..];
-        assert!(options.windows(3).any(|w| w == [53, 1, 1]), "option 53 DISCOVER");
+        assert!(
+            options.windows(3).any(|w| w == [53, 1, 1]),
+            "option 53 DISCOVER"
+        );
         assert!(
             options.windows(4).any(|w| w == [55, 7, 1, 3]),
             "option 55 starts with subnet mask and router"
         );
-        assert!(options.windows(6).any(|w| w == [12, 4, b't', b'a', b'n', b'k']));
+        assert!(options
+            .windows(6)
+            .any(|w| w == [12, 4, b't', b'a', b'n', b'k']));
     }
 
     #[test]
@@ -401,7 +479,10 @@ pub mod tests {
         assert_eq!(message.opts().msg_type(), Some(MessageType::Release));
         assert_eq!(message.ciaddr(), ip("10.0.2.15"));
         assert!(!message.flags().broadcast());
-        assert!(message.opts().get(OptionCode::ParameterRequestList).is_none());
+        assert!(message
+            .opts()
+            .get(OptionCode::ParameterRequestList)
+            .is_none());
         assert!(message.opts().get(OptionCode::ServerIdentifier).is_some());
     }
 
@@ -463,5 +544,62 @@ pub mod tests {
             }
             let _ = parse_reply(&bytes);
         }
+        for _ in 0..2000 {
+            let mut bytes = good.clone();
+            for _ in 0..16 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = state as usize % bytes.len();
+                bytes[at] = (state >> 32) as u8;
+            }
+            bytes[236..240].copy_from_slice(&MAGIC);
+            let _ = parse_reply(&bytes);
+        }
+    }
+
+    /// Option lengths that make `dhcproto` assert, and other bad options, are dropped; the rest
+    /// of the reply still parses.
+    #[test]
+    fn bad_options_are_dropped() {
+        let good = reply_bytes(&server_reply(MessageType::Offer, 7, ip("10.0.2.15")));
+        let mut bytes = good[..240].to_vec();
+        bytes.extend_from_slice(&[53, 1, 2]); // OFFER
+        bytes.extend_from_slice(&[1, 3, 255, 255, 255]); // mask of 3 bytes
+        bytes.extend_from_slice(&[121, 5, 40, 10, 0, 0, 1]); // classless route with /40
+        bytes.extend_from_slice(&[156, 1, 0]); // bulk lease query time of 1 byte
+        bytes.extend_from_slice(&[15, 2, 0xff, 0xfe]); // domain that is not UTF-8
+        bytes.extend_from_slice(&[3, 4, 10, 0, 2, 2]);
+        bytes.extend_from_slice(&[6, 4, 10, 0, 2, 3, 6, 4, 10, 0, 2, 4]); // split (RFC 3396)
+        bytes.extend_from_slice(&[54, 4, 10, 0, 2, 2, 51, 4, 0, 0, 0, 60, 255]);
+        let reply = parse_reply(&bytes).expect("parses");
+        assert_eq!(reply.kind, ReplyKind::Offer);
+        assert_eq!(reply.subnet_mask, None);
+        assert_eq!(reply.domain, None);
+        assert_eq!(reply.routers, vec![ip("10.0.2.2")]);
+        assert_eq!(reply.dns, vec![ip("10.0.2.3"), ip("10.0.2.4")]);
+        assert_eq!(reply.server_id, Some(ip("10.0.2.2")));
+        assert_eq!(reply.lease_secs, Some(60));
+
+        let mut odd_dns = good[..240].to_vec();
+        odd_dns.extend_from_slice(&[53, 1, 2, 6, 5, 10, 0, 2, 3, 9, 255]); // not a multiple of 4
+        assert!(parse_reply(&odd_dns).expect("parses").dns.is_empty());
+
+        let mut long_hlen = good.clone();
+        long_hlen[2] = 222;
+        assert_eq!(parse_reply(&long_hlen).expect("parses").chaddr, MAC);
+
+        let mut truncated = good[..240].to_vec();
+        truncated.extend_from_slice(&[53, 1, 2, 3, 8, 10, 0]);
+        assert!(matches!(
+            parse_reply(&truncated),
+            Err(PacketError::Malformed(_))
+        ));
+        let mut bad_type = good[..240].to_vec();
+        bad_type.extend_from_slice(&[53, 2, 2, 2, 255]);
+        assert!(matches!(
+            parse_reply(&bad_type),
+            Err(PacketError::Malformed(_))
+        ));
     }
 }
