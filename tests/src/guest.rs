@@ -172,9 +172,13 @@ impl Guest {
         self.skip_output();
         self.send(line.as_bytes())?;
         self.send(b"\r")?;
+        // Wait for the echo first, so a prompt printed before the command is not taken for its
+        // end; long lines are echoed only up to the editor's limit, so match their start.
+        let echo: String = line.chars().take(40).collect();
+        self.expect(&echo, timeout)?;
         let text = self.expect(&format!("\n{PROMPT}"), timeout)?;
         let body = text.trim_end_matches(PROMPT);
-        // Drop the echo line.
+        // Drop the rest of the echo line.
         let body = match body.find('\n') {
             Some(i) => &body[i + 1..],
             None => "",

@@ -29,7 +29,10 @@ fn disks(name: &str, sizes: &[u64]) -> Vec<PathBuf> {
 }
 
 fn boot(name: &str) -> Guest {
-    let board = board::default_board();
+    boot_board(name, board::default_board())
+}
+
+fn boot_board(name: &str, board: &'static board::Board) -> Guest {
     let mut config = QemuConfig::new(board, tank_tests::image_dir(board.name));
     config.disks = disks(name, &[1 << 30, 2 << 30]);
     let mut guest = Guest::start(config, name).expect("start QEMU");
@@ -103,6 +106,7 @@ fn console_status_garbage_reboot_poweroff() {
     guest.skip_output();
     guest.send(b"poweroff\x03").unwrap();
     guest.expect("^C", t).unwrap();
+    guest.expect(tank_tests::guest::PROMPT, t).unwrap();
     let out = guest
         .run("help", t)
         .expect("the console is alive after garbage");
@@ -155,4 +159,32 @@ fn acpi_power_button_shuts_down() {
         !transcript.contains("Kernel panic"),
         "kernel panic:\n{transcript}"
     );
+}
+
+/// The real-box board under QEMU's q35 machine: SATA disks on AHCI and an e1000e NIC, whose
+/// drivers are loaded by modalias coldplug, and a VGA console beside the serial one.
+#[test]
+fn pc_board_coldplugs_its_drivers() {
+    let mut guest = boot_board("pc", &board::PC_X86_64);
+    let status = guest
+        .run_until("status", Duration::from_secs(120), |s| {
+            s.contains("10.0.2.15/24") && s.contains("TANK-SDB")
+        })
+        .expect("status shows the AHCI disks and the DHCP address on e1000e");
+    assert!(status.contains("on pc-x86_64"), "{status}");
+    assert!(status.contains("ttyS0, tty1"), "{status}");
+    assert!(
+        !status.contains("FAILED"),
+        "a module failed to load:\n{status}"
+    );
+    let log = guest.run("log 400", Duration::from_secs(30)).unwrap();
+    assert!(
+        log.contains("ahci") && log.contains("e1000e"),
+        "coldplug did not load ahci and e1000e:\n{log}"
+    );
+    guest.send(b"poweroff\r").unwrap();
+    let exit = guest
+        .wait_exit(Duration::from_secs(60))
+        .expect("QEMU exits after poweroff");
+    assert!(exit.success(), "QEMU exit status {exit}");
 }

@@ -3,8 +3,9 @@
 mod bench;
 mod prereqs;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -253,7 +254,11 @@ fn run(
 }
 
 fn test(args: &[String]) -> Result<()> {
-    let image_dir = build_image(board::default_board(), false)?;
+    // Every board has a boot test, so every board's image is built.
+    let mut image_dir = PathBuf::new();
+    for board in board::BOARDS.iter().rev() {
+        image_dir = build_image(board, false)?;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root())
@@ -266,7 +271,55 @@ fn test(args: &[String]) -> Result<()> {
             "TANK_INIT_BINARY",
             root().join("target/x86_64-unknown-linux-gnu/release/appliance"),
         )
-        .args(["test", "--workspace"])
-        .args(args);
-    run_cmd(&mut cmd)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(args)
+        .stdout(Stdio::piped());
+    eprintln!("xtask: $ {}", show(&cmd));
+    let mut child = cmd.spawn().context("cannot start cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = parse_test_result(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
+}
+
+/// `test result: ok. 59 passed; 0 failed; ...` → (59, 0).
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| -> Option<u64> {
+        let end = rest.find(&format!(" {word}"))?;
+        rest[..end]
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn test_result_lines() {
+        assert_eq!(
+            super::parse_test_result("test result: ok. 59 passed; 0 failed; 0 ignored; 0 measured"),
+            Some((59, 0))
+        );
+        assert_eq!(
+            super::parse_test_result("test result: FAILED. 1 passed; 2 failed; 0 ignored"),
+            Some((1, 2))
+        );
+        assert_eq!(super::parse_test_result("running 3 tests"), None);
+    }
 }

@@ -85,8 +85,9 @@ impl Appliance {
 
     fn modules_loaded(&mut self, report: LoadReport) {
         log::info!(
-            "modules: {} loaded, {} not applicable to this hardware ({})",
+            "modules: {} loaded ({}), {} not applicable to this hardware ({})",
             report.loaded.len(),
+            report.loaded.join(", "),
             report.not_applicable.len(),
             report.not_applicable.join(", ")
         );
