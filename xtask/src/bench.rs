@@ -68,12 +68,17 @@ fn parse_status(status: &str, fig: &mut BootFigures) {
     }
 }
 
-fn boot_once(board: &'static board::Board, image_dir: &Path, memory: u32) -> Result<(Guest, f64)> {
+fn boot_once(
+    board: &'static board::Board,
+    image_dir: &Path,
+    memory: u32,
+    timeout: Duration,
+) -> Result<(Guest, f64)> {
     let mut config = QemuConfig::new(board, image_dir.to_path_buf());
     config.memory_mib = memory;
     config.accel = Accel::from_env().map_err(anyhow::Error::msg)?;
     let mut guest = Guest::start(config, &format!("bench-{memory}"))?;
-    guest.wait_prompt(Duration::from_secs(120))?;
+    guest.wait_prompt(timeout)?;
     let wall = guest.elapsed().as_secs_f64();
     Ok((guest, wall))
 }
@@ -98,7 +103,7 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
     bench.total_bytes = bench.kernel_bytes + bench.initramfs_bytes;
 
     eprintln!("bench: booting with 128 MiB");
-    let (mut guest, wall) = boot_once(board, &image_dir, 128)?;
+    let (mut guest, wall) = boot_once(board, &image_dir, 128, Duration::from_secs(120))?;
     // Wait until the boot modules are in, so the figures include them.
     let status = guest.run_until("status", Duration::from_secs(120), |s| {
         s.contains("modules    ") && !s.contains("modules    loading")
@@ -112,7 +117,8 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
 
     for memory in [64, 96, 128] {
         eprintln!("bench: trying {memory} MiB");
-        match boot_once(board, &image_dir, memory) {
+        // A guest that boots at all reaches the prompt in seconds; one short of memory stalls.
+        match boot_once(board, &image_dir, memory, Duration::from_secs(45)) {
             Ok((mut guest, _)) => {
                 let _ = guest.send(b"poweroff\r");
                 let _ = guest.wait_exit(Duration::from_secs(30));

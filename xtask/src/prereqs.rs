@@ -30,9 +30,14 @@ pub const PREREQS: &[Prereq] = &[
     },
 ];
 
-fn have(command: &str) -> bool {
+fn have(check: &str) -> bool {
+    let script = if check.starts_with("test ") {
+        check.to_string()
+    } else {
+        format!("command -v {check} >/dev/null 2>&1")
+    };
     Command::new("sh")
-        .args(["-c", &format!("command -v {command} >/dev/null 2>&1")])
+        .args(["-c", &script])
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
