@@ -28,6 +28,21 @@ pub const PREREQS: &[Prereq] = &[
         command: "update-ca-certificates",
         why: "apt over HTTPS mirrors",
     },
+    Prereq {
+        package: "libclang-dev",
+        command: "test -n \"$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)\"",
+        why: "bindgen for the btrfs crates",
+    },
+    Prereq {
+        package: "btrfs-progs",
+        command: "btrfs",
+        why: "`btrfs check` on pool images in tests",
+    },
+    Prereq {
+        package: "e2fsprogs",
+        command: "mkfs.ext4",
+        why: "disks holding other data in tests",
+    },
 ];
 
 fn have(check: &str) -> bool {
