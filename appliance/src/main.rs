@@ -5,11 +5,13 @@
 //! [`kmod::modprobe_main`]) and exits.
 #![forbid(unsafe_code)]
 
+mod config;
 mod console;
 mod init;
 mod kmod;
 mod logger;
 mod net;
+mod storage;
 mod system;
 
 use std::path::Path;

@@ -22,3 +22,42 @@ pub fn image_dir(board: &str) -> PathBuf {
         None => workspace_root().join("target/tank").join(board),
     }
 }
+
+/// Fresh sparse disk images for one test, under `target/tank-test-runs/<name>-<pid>/`:
+/// `sda.img`, `sdb.img`, ... with the given sizes.
+pub fn fresh_disks(name: &str, sizes: &[u64]) -> Vec<PathBuf> {
+    let dir = workspace_root()
+        .join("target/tank-test-runs")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let path = dir.join(format!("sd{}.img", (b'a' + i as u8) as char));
+            if let Err(e) = qemu::ensure_disk(&path, size) {
+                panic!("cannot create {}: {e}", path.display());
+            }
+            path
+        })
+        .collect()
+}
+
+/// Boots the default board with `disks` and waits for the prompt.
+pub fn boot_default(name: &str, disks: &[PathBuf]) -> guest::Guest {
+    boot_board(name, board::default_board(), disks)
+}
+
+/// Boots `board` with `disks` and waits for the prompt.
+pub fn boot_board(name: &str, board: &'static board::Board, disks: &[PathBuf]) -> guest::Guest {
+    let mut config = qemu::QemuConfig::new(board, image_dir(board.name));
+    config.disks = disks.to_vec();
+    let mut guest = match guest::Guest::start(config, name) {
+        Ok(g) => g,
+        Err(e) => panic!("cannot start QEMU: {e:#}"),
+    };
+    if let Err(e) = guest.wait_prompt(std::time::Duration::from_secs(180)) {
+        panic!("no prompt: {e:#}");
+    }
+    guest
+}

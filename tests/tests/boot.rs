@@ -4,40 +4,22 @@
 //! They need the image from `cargo xtask image` (run them with `cargo xtask test`, which builds
 //! it) and qemu-system-x86_64; without either they fail with the command to run.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tank_tests::guest::Guest;
-use tank_tests::qemu::{self, QemuConfig};
 
 const BOOT: Duration = Duration::from_secs(180);
 
-fn disks(name: &str, sizes: &[u64]) -> Vec<PathBuf> {
-    let dir = tank_tests::workspace_root()
-        .join("target/tank-test-runs")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &size)| {
-            let path = dir.join(format!("sd{}.img", (b'a' + i as u8) as char));
-            qemu::ensure_disk(&path, size).expect("create a sparse disk image");
-            path
-        })
-        .collect()
-}
-
 fn boot(name: &str) -> Guest {
-    boot_board(name, board::default_board())
+    tank_tests::boot_default(name, &tank_tests::fresh_disks(name, &[1 << 30, 2 << 30]))
 }
 
 fn boot_board(name: &str, board: &'static board::Board) -> Guest {
-    let mut config = QemuConfig::new(board, tank_tests::image_dir(board.name));
-    config.disks = disks(name, &[1 << 30, 2 << 30]);
-    let mut guest = Guest::start(config, name).expect("start QEMU");
-    guest.wait_prompt(BOOT).expect("the console prompt");
-    guest
+    tank_tests::boot_board(
+        name,
+        board,
+        &tank_tests::fresh_disks(name, &[1 << 30, 2 << 30]),
+    )
 }
 
 #[test]

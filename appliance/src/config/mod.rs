@@ -1,1 +1,30 @@
-//! x
+//! The appliance's one typed configuration model and its persistent store.
+//!
+//! - [`names`]: validated newtypes ([`PoolName`], [`DatasetName`], [`Size`], [`Compression`],
+//!   [`Mode`], [`Uid`], [`Gid`]), parsed once at the edge by the console.
+//! - [`model`]: [`Config`], the in-memory model, its defaults and [`Config::validate`].
+//! - [`record`]: the persisted form, versioned record types (`ConfigRecordV1`) in a
+//!   checksummed envelope; [`encode`] and [`decode`].
+//! - [`store`]: [`Store`], numbered generations of record files in a directory on the pool,
+//!   saved atomically and loaded with fallback past damaged files.
+//!
+//! Architecture invariant: only this module knows the on-disk format of the configuration.
+//! What does not live here: applying a configuration to the system (the engine and the
+//! storage and network modules do that) and parsing console commands (the console does that,
+//! using [`names`]).
+
+pub mod model;
+pub mod names;
+pub mod record;
+pub mod store;
+
+pub use model::{
+    check_hostname, check_iface_name, Config, ConfigError, DatasetConfig, NetIface, NetMethod,
+    PoolConfig, ScrubSchedule, ScrubSummary,
+};
+pub use names::{
+    Compression, CompressionError, DatasetName, DatasetNameError, Gid, IdError, Mode, ModeError,
+    PoolName, PoolNameError, Size, SizeError, Uid, MAX_ID,
+};
+pub use record::{decode, encode, ContentError, EncodeError, RecordError, CURRENT_VERSION};
+pub use store::{Loaded, Store, StoreError};

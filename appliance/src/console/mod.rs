@@ -123,6 +123,7 @@ impl Consoles {
         );
         let _ = FIRST_PROMPT_AT.set(crate::system::info::uptime_secs());
         let mut buf = [0u8; 256];
+        let mut pending: Option<(Vec<String>, Request)> = None;
         loop {
             let n = match tty.read(&mut buf) {
                 Ok(0) => {
@@ -141,43 +142,107 @@ impl Consoles {
                 }
             };
             for &byte in &buf[..n] {
-                let prompt = self.prompt();
+                let prompt = match &pending {
+                    Some(_) => CONFIRM_PROMPT.to_string(),
+                    None => self.prompt(),
+                };
                 let mut echo = Vec::new();
                 let outcome = lock(&session.editor).feed(byte, &prompt, &mut echo);
                 write_tty(session, &echo);
-                match outcome {
-                    None => {}
-                    Some(Outcome::Cancelled) => write_tty(session, prompt.as_bytes()),
-                    Some(Outcome::Line(line)) => {
-                        let text = self.execute(&line, events);
-                        let mut out = text.replace('\n', "\r\n").into_bytes();
-                        out.extend_from_slice(self.prompt().as_bytes());
-                        write_tty(session, &out);
+                let line = match outcome {
+                    None => continue,
+                    Some(Outcome::Cancelled) => {
+                        if pending.take().is_some() {
+                            write_tty(session, b"not confirmed: nothing changed\n");
+                        }
+                        write_tty(session, self.prompt().as_bytes());
+                        continue;
+                    }
+                    Some(Outcome::Line(line)) => line,
+                };
+                let answer = match pending.take() {
+                    None => self.execute(&line, events),
+                    Some((answers, request)) => {
+                        let typed = line.trim();
+                        if answers.iter().any(|a| a == typed) {
+                            self.send(request.with_confirmation(typed.to_string()), events)
+                        } else {
+                            Answer::Text("not confirmed: nothing changed\n".into())
+                        }
+                    }
+                };
+                let mut out = match answer {
+                    Answer::Text(text) => text,
+                    Answer::Ask {
+                        question,
+                        answers,
+                        request,
+                    } => {
+                        pending = Some((answers, *request));
+                        format!("{question}\n")
                     }
                 }
+                .replace('\n', "\r\n")
+                .into_bytes();
+                let prompt = match &pending {
+                    Some(_) => CONFIRM_PROMPT.to_string(),
+                    None => self.prompt(),
+                };
+                out.extend_from_slice(prompt.as_bytes());
+                write_tty(session, &out);
             }
         }
     }
 
-    /// Runs one line and returns the text to print (ending with a newline when not empty).
-    fn execute(&self, line: &str, events: &Sender<Event>) -> String {
-        let request = match parse::parse(line) {
-            Ok(parse::Parsed::Empty) => return String::new(),
-            Ok(parse::Parsed::Help(noun)) => return parse::help(noun.as_deref()),
-            Ok(parse::Parsed::Request(r)) => r,
-            Err(e) => return format!("{e}\n"),
-        };
-        let (tx, rx) = mpsc::channel();
-        if events.send(Event::Command { request, reply: tx }).is_err() {
-            return "error: the appliance is not answering (its event loop stopped); reboot it\n"
-                .into();
-        }
-        match rx.recv_timeout(Duration::from_secs(600)) {
-            Ok(Ok(reply)) => render::reply(&reply),
-            Ok(Err(message)) => format!("error: {message}\n"),
-            Err(_) => "error: no answer within 10 minutes; see 'log' for what is going on\n".into(),
+    /// Runs one line.
+    fn execute(&self, line: &str, events: &Sender<Event>) -> Answer {
+        match parse::parse(line) {
+            Ok(parse::Parsed::Empty) => Answer::Text(String::new()),
+            Ok(parse::Parsed::Help(noun)) => Answer::Text(parse::help(noun.as_deref())),
+            Ok(parse::Parsed::Request(r)) => self.send(r, events),
+            Err(e) => Answer::Text(format!("{e}\n")),
         }
     }
+
+    /// Hands a request to the event loop and waits for the reply.
+    fn send(&self, request: Request, events: &Sender<Event>) -> Answer {
+        let (tx, rx) = mpsc::channel();
+        if events.send(Event::Command { request, reply: tx }).is_err() {
+            return Answer::Text(
+                "error: the appliance is not answering (its event loop stopped); reboot it\n"
+                    .into(),
+            );
+        }
+        match rx.recv_timeout(Duration::from_secs(3600)) {
+            Ok(Ok(Reply::Confirm {
+                question,
+                answers,
+                request,
+            })) => Answer::Ask {
+                question,
+                answers,
+                request,
+            },
+            Ok(Ok(reply)) => Answer::Text(render::reply(&reply)),
+            Ok(Err(message)) => Answer::Text(format!("error: {message}\n")),
+            Err(_) => Answer::Text(
+                "error: no answer within an hour; see 'log' for what is going on\n".into(),
+            ),
+        }
+    }
+}
+
+/// The prompt while the console waits for a confirmation.
+pub const CONFIRM_PROMPT: &str = "confirm> ";
+
+/// What the console prints after a line: text, or a question whose answer completes a request.
+enum Answer {
+    Text(String),
+    Ask {
+        question: String,
+        answers: Vec<String>,
+        request: Box<Request>,
+    },
 }
 
 fn write_tty(session: &Session, bytes: &[u8]) {

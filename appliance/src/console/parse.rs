@@ -6,7 +6,11 @@
 
 use std::net::Ipv4Addr;
 
-use super::request::{HostName, IfaceName, NetworkRequest, Request};
+use super::request::{
+    DatasetProps, DatasetRequest, DiskName, FileRequest, HostName, IfaceName, MemberRef,
+    NetworkRequest, PoolRequest, Request,
+};
+use crate::config::{Compression, DatasetName, PoolName, ScrubSchedule, Size};
 
 /// One command of the help table.
 pub struct CommandHelp {
@@ -47,11 +51,25 @@ pub const COMMANDS: &[CommandHelp] = &[
         usage: "poweroff",
         about: "stop services, unmount, power off (also: system poweroff)",
     },
+    CommandHelp { noun: "disk", usage: "disk list", about: "disks with size, model, serial and pool membership (also: disks)" },
+    CommandHelp { noun: "disk", usage: "disk readtest DISK [SIZE]", about: "sequential read speed of a disk (default 256M)" },
+    CommandHelp { noun: "pool", usage: "pool status", about: "health, members and their error counters, capacity, scrub" },
+    CommandHelp { noun: "pool", usage: "pool create NAME mirror DISK DISK [force]", about: "format two blank disks as a mirrored pool" },
+    CommandHelp { noun: "pool", usage: "pool replace missing|DEVID|DISK NEWDISK [force]", about: "replace a member with a blank disk, then re-mirror" },
+    CommandHelp { noun: "pool", usage: "pool scrub start|status|cancel", about: "verify every block, repair bad copies" },
+    CommandHelp { noun: "pool", usage: "pool scrub schedule monthly DAY HH:MM | off", about: "when scrubs run (UTC; default day 1 at 03:00)" },
+    CommandHelp { noun: "dataset", usage: "dataset list", about: "datasets with used, referenced, quota, compression, mountpoint" },
     CommandHelp {
-        noun: "disk",
-        usage: "disk list",
-        about: "disks with size, model and serial (also: disks)",
+        noun: "dataset",
+        usage: "dataset create NAME [quota SIZE] [compression zstd|lzo|zlib|none] [owner UID[:GID]] [mode OCTAL]",
+        about: "a new dataset, mounted at /mnt/POOL/NAME",
     },
+    CommandHelp { noun: "dataset", usage: "dataset set NAME PROPERTY VALUE ...", about: "change quota (SIZE or none), compression, owner, mode" },
+    CommandHelp { noun: "dataset", usage: "dataset destroy NAME [force]", about: "delete a dataset and its data (asks to confirm)" },
+    CommandHelp { noun: "file", usage: "file write DATASET/PATH SIZE [seed WORD]", about: "write a test pattern and print its SHA-256" },
+    CommandHelp { noun: "file", usage: "file checksum DATASET/PATH", about: "SHA-256 and size of a file" },
+    CommandHelp { noun: "file", usage: "file list DATASET[/PATH]", about: "the entries of a directory" },
+    CommandHelp { noun: "file", usage: "file remove DATASET/PATH", about: "remove a file or an empty directory" },
     CommandHelp {
         noun: "network",
         usage: "network show",
@@ -70,7 +88,7 @@ pub const COMMANDS: &[CommandHelp] = &[
 ];
 
 /// The nouns, in help order.
-pub const NOUNS: &[&str] = &["system", "disk", "network"];
+pub const NOUNS: &[&str] = &["system", "disk", "pool", "dataset", "file", "network"];
 
 /// A line that is not a valid command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,11 +214,10 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
         "log" => parse_log(rest)?,
         "hostname" => parse_hostname(rest)?,
         "system" => parse_system(rest)?,
-        "disk" => match rest {
-            ["list"] => Request::Disks,
-            [] => return Err(err("'disk' needs a verb", usage_hint("disk"))),
-            [verb, ..] => return Err(unknown_verb("disk", verb)),
-        },
+        "disk" => parse_disk(rest)?,
+        "pool" => Request::Pool(parse_pool(rest)?),
+        "dataset" | "ds" => Request::Dataset(parse_dataset(rest)?),
+        "file" => Request::File(parse_file(rest)?),
         "network" | "net" => parse_network(rest)?,
         other => {
             return Err(err(
@@ -360,6 +377,315 @@ fn parse_network(rest: &[&str]) -> Result<Request, ParseError> {
     }
 }
 
+fn disk_name(text: &str) -> Result<DiskName, ParseError> {
+    DiskName::parse(text).map_err(|m| err(m, "type 'disks' to list them"))
+}
+
+fn size(text: &str) -> Result<Size, ParseError> {
+    Size::parse(text).map_err(|e| err(e.to_string(), "e.g. 512M, 10G, 1.5T"))
+}
+
+fn parse_disk(rest: &[&str]) -> Result<Request, ParseError> {
+    match rest {
+        ["list"] => Ok(Request::Disks),
+        ["readtest", disk] => Ok(Request::DiskReadTest {
+            disk: disk_name(disk)?,
+            bytes: 256 << 20,
+        }),
+        ["readtest", disk, amount] => Ok(Request::DiskReadTest {
+            disk: disk_name(disk)?,
+            bytes: size(amount)?.bytes(),
+        }),
+        [] => Err(err("'disk' needs a verb", usage_hint("disk"))),
+        [verb, ..] => Err(unknown_verb("disk", verb)),
+    }
+}
+
+fn pool_name(text: &str) -> Result<PoolName, ParseError> {
+    PoolName::parse(text).map_err(|e| err(e.to_string(), "e.g. 'tank'"))
+}
+
+fn parse_pool(rest: &[&str]) -> Result<PoolRequest, ParseError> {
+    match rest {
+        ["status"] => Ok(PoolRequest::Status),
+        ["create", name, "mirror", a, b, tail @ ..] => {
+            let force = match tail {
+                [] => false,
+                ["force"] => true,
+                [other, ..] => {
+                    return Err(err(
+                        format!("unexpected '{}'", clip(other)),
+                        "the only option is 'force'",
+                    ))
+                }
+            };
+            let (a, b) = (disk_name(a)?, disk_name(b)?);
+            if a == b {
+                return Err(err(
+                    format!("{} is named twice", a.as_str()),
+                    "a mirror needs two different disks",
+                ));
+            }
+            Ok(PoolRequest::Create {
+                name: pool_name(name)?,
+                disks: vec![a, b],
+                force,
+                confirmations: Vec::new(),
+            })
+        }
+        ["create", _, layout, ..] if *layout != "mirror" => Err(err(
+            format!("'{}' is not a layout Tank builds", clip(layout)),
+            "use 'pool create NAME mirror DISK DISK'",
+        )),
+        ["create", ..] => Err(err(
+            "'pool create' needs a name, 'mirror' and two disks",
+            "e.g. 'pool create tank mirror sda sdb'",
+        )),
+        ["replace", old, new, tail @ ..] => {
+            let force = match tail {
+                [] => false,
+                ["force"] => true,
+                [other, ..] => {
+                    return Err(err(
+                        format!("unexpected '{}'", clip(other)),
+                        "the only option is 'force'",
+                    ))
+                }
+            };
+            let old = match *old {
+                "missing" => MemberRef::Missing,
+                n if n.bytes().all(|b| b.is_ascii_digit()) => {
+                    MemberRef::Devid(n.parse().map_err(|_| {
+                        err(
+                            format!("'{}' is not a device id", clip(n)),
+                            "'pool status' lists them",
+                        )
+                    })?)
+                }
+                n => MemberRef::Disk(disk_name(n)?),
+            };
+            Ok(PoolRequest::Replace {
+                old,
+                new: disk_name(new)?,
+                force,
+                confirmations: Vec::new(),
+            })
+        }
+        ["replace", ..] => Err(err(
+            "'pool replace' needs the old member and the new disk",
+            "e.g. 'pool replace missing sdc'",
+        )),
+        ["scrub", "start"] => Ok(PoolRequest::ScrubStart),
+        ["scrub", "status"] | ["scrub"] => Ok(PoolRequest::ScrubStatus),
+        ["scrub", "cancel"] | ["scrub", "stop"] => Ok(PoolRequest::ScrubCancel),
+        ["scrub", "schedule", "off"] => Ok(PoolRequest::ScrubSchedule(ScrubSchedule::Off)),
+        ["scrub", "schedule", "monthly", day, time] => {
+            let day = match day.parse::<u8>() {
+                Ok(d) if (1..=28).contains(&d) => d,
+                _ => {
+                    return Err(err(
+                        format!(
+                            "'{}' is not a day of the month Tank schedules on",
+                            clip(day)
+                        ),
+                        "use 1 to 28, so every month has it",
+                    ))
+                }
+            };
+            let (hour, minute) = parse_time(time)?;
+            Ok(PoolRequest::ScrubSchedule(ScrubSchedule::Monthly {
+                day,
+                hour,
+                minute,
+            }))
+        }
+        ["scrub", "schedule", ..] => Err(err(
+            "bad scrub schedule",
+            "e.g. 'pool scrub schedule monthly 1 03:00' or 'pool scrub schedule off'",
+        )),
+        ["scrub", verb, ..] => Err(err(
+            format!("'pool scrub' has no verb '{}'", clip(verb)),
+            "use start, status, cancel or schedule",
+        )),
+        [] => Err(err("'pool' needs a verb", usage_hint("pool"))),
+        [verb, ..] => Err(unknown_verb("pool", verb)),
+    }
+}
+
+/// `HH:MM` in 24-hour time.
+fn parse_time(text: &str) -> Result<(u8, u8), ParseError> {
+    let bad = || {
+        err(
+            format!("'{}' is not a time", clip(text)),
+            "write HH:MM in 24-hour UTC, e.g. 03:00",
+        )
+    };
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    let hour: u8 = h.parse().map_err(|_| bad())?;
+    let minute: u8 = m.parse().map_err(|_| bad())?;
+    if hour > 23 || minute > 59 || m.len() != 2 {
+        return Err(bad());
+    }
+    Ok((hour, minute))
+}
+
+fn dataset_name(text: &str) -> Result<DatasetName, ParseError> {
+    DatasetName::parse(text).map_err(|e| err(e.to_string(), "e.g. 'media'"))
+}
+
+/// `quota 10G compression zstd owner 1000:1000 mode 0750` → properties.
+fn parse_props(words: &[&str]) -> Result<DatasetProps, ParseError> {
+    let mut props = DatasetProps::default();
+    let mut i = 0;
+    while i < words.len() {
+        let key = words[i];
+        let value = words.get(i + 1).ok_or_else(|| {
+            err(
+                format!("'{}' needs a value", clip(key)),
+                "properties are quota, compression, owner, mode",
+            )
+        })?;
+        match key {
+            "quota" => {
+                props.quota = Some(
+                    Size::parse_quota(value)
+                        .map_err(|e| err(e.to_string(), "e.g. 'quota 10G' or 'quota none'"))?,
+                )
+            }
+            "compression" | "compress" => {
+                props.compression = Some(
+                    Compression::parse(value)
+                        .map_err(|e| err(e.to_string(), "use zstd, lzo, zlib or none"))?,
+                )
+            }
+            "owner" => {
+                let bad = || {
+                    err(
+                        format!("'{}' is not an owner", clip(value)),
+                        "write UID or UID:GID as numbers, e.g. 1000:1000",
+                    )
+                };
+                let (u, g) = value.split_once(':').unwrap_or((value, value));
+                let uid: u32 = u.parse().map_err(|_| bad())?;
+                let gid: u32 = g.parse().map_err(|_| bad())?;
+                if uid == u32::MAX || gid == u32::MAX {
+                    return Err(bad());
+                }
+                props.owner = Some((uid, gid));
+            }
+            "mode" => {
+                let mode = u32::from_str_radix(value, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| {
+                        err(
+                            format!("'{}' is not a mode", clip(value)),
+                            "write it in octal, e.g. 0755",
+                        )
+                    })?;
+                props.mode = Some(mode);
+            }
+            other => {
+                return Err(err(
+                    format!("unknown property '{}'", clip(other)),
+                    "properties are quota, compression, owner, mode",
+                ))
+            }
+        }
+        i += 2;
+    }
+    Ok(props)
+}
+
+fn parse_dataset(rest: &[&str]) -> Result<DatasetRequest, ParseError> {
+    match rest {
+        ["list"] => Ok(DatasetRequest::List),
+        ["create", name, props @ ..] => Ok(DatasetRequest::Create {
+            name: dataset_name(name)?,
+            props: parse_props(props)?,
+        }),
+        ["set", name, props @ ..] => {
+            let props = parse_props(props)?;
+            if props.is_empty() {
+                return Err(err(
+                    "'dataset set' needs a property and a value",
+                    "e.g. 'dataset set media quota 100G'",
+                ));
+            }
+            Ok(DatasetRequest::Set {
+                name: dataset_name(name)?,
+                props,
+            })
+        }
+        ["destroy", name] => Ok(DatasetRequest::Destroy {
+            name: dataset_name(name)?,
+            force: false,
+            confirmed: false,
+        }),
+        ["destroy", name, "force"] => Ok(DatasetRequest::Destroy {
+            name: dataset_name(name)?,
+            force: true,
+            confirmed: false,
+        }),
+        ["create"] | ["set"] | ["destroy"] => {
+            Err(err("a dataset name is needed", usage_hint("dataset")))
+        }
+        ["destroy", _, other, ..] => Err(err(
+            format!("unexpected '{}'", clip(other)),
+            "the only option is 'force'",
+        )),
+        [] => Err(err("'dataset' needs a verb", usage_hint("dataset"))),
+        [verb, ..] => Err(unknown_verb("dataset", verb)),
+    }
+}
+
+fn parse_file(rest: &[&str]) -> Result<FileRequest, ParseError> {
+    let path = |p: &str| -> Result<String, ParseError> {
+        crate::storage::files::split(p).map_err(|e| err(e.to_string(), "e.g. media/test.bin"))?;
+        Ok(p.to_string())
+    };
+    match rest {
+        ["write", p, amount, tail @ ..] => {
+            let seed = match tail {
+                [] => "tank".to_string(),
+                ["seed", word]
+                    if !word.is_empty()
+                        && word.len() <= 20
+                        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+                {
+                    word.to_string()
+                }
+                ["seed", word] => {
+                    return Err(err(
+                        format!("'{}' is not a seed", clip(word)),
+                        "use 1 to 20 letters, digits or '-'",
+                    ))
+                }
+                [other, ..] => {
+                    return Err(err(
+                        format!("unexpected '{}'", clip(other)),
+                        "the only option is 'seed WORD'",
+                    ))
+                }
+            };
+            Ok(FileRequest::Write {
+                path: path(p)?,
+                size: size(amount)?.bytes(),
+                seed,
+            })
+        }
+        ["checksum", p] => Ok(FileRequest::Checksum { path: path(p)? }),
+        ["list", p] => Ok(FileRequest::List { path: path(p)? }),
+        ["remove", p] => Ok(FileRequest::Remove { path: path(p)? }),
+        [] => Err(err("'file' needs a verb", usage_hint("file"))),
+        [verb, ..] if ["write", "checksum", "list", "remove"].contains(verb) => Err(err(
+            format!("'file {verb}' needs a path"),
+            usage_hint("file"),
+        )),
+        [verb, ..] => Err(unknown_verb("file", verb)),
+    }
+}
+
 /// The help text for everything, or for one noun.
 pub fn help(noun: Option<&str>) -> String {
     let mut out = String::new();
@@ -473,6 +799,127 @@ mod tests {
         assert!(e.contains("no help"), "{e}");
         let long = "x".repeat(500);
         assert!(error(&long).len() < 200);
+    }
+
+    #[test]
+    fn storage_commands() {
+        let name = |n: &str| DatasetName::parse(n).unwrap();
+        let disk = |n: &str| DiskName::parse(n).unwrap();
+        assert_eq!(
+            req("pool create tank mirror sda sdb"),
+            Request::Pool(PoolRequest::Create {
+                name: PoolName::parse("tank").unwrap(),
+                disks: vec![disk("sda"), disk("sdb")],
+                force: false,
+                confirmations: vec![],
+            })
+        );
+        assert!(matches!(
+            req("pool create tank mirror sda sdb force"),
+            Request::Pool(PoolRequest::Create { force: true, .. })
+        ));
+        assert_eq!(
+            req("pool replace missing sdc"),
+            Request::Pool(PoolRequest::Replace {
+                old: MemberRef::Missing,
+                new: disk("sdc"),
+                force: false,
+                confirmations: vec![]
+            })
+        );
+        assert!(matches!(
+            req("pool replace 2 sdc"),
+            Request::Pool(PoolRequest::Replace {
+                old: MemberRef::Devid(2),
+                ..
+            })
+        ));
+        assert_eq!(
+            req("pool scrub start"),
+            Request::Pool(PoolRequest::ScrubStart)
+        );
+        assert_eq!(
+            req("pool scrub schedule monthly 15 02:30"),
+            Request::Pool(PoolRequest::ScrubSchedule(ScrubSchedule::Monthly {
+                day: 15,
+                hour: 2,
+                minute: 30
+            }))
+        );
+        assert_eq!(
+            req("pool scrub schedule off"),
+            Request::Pool(PoolRequest::ScrubSchedule(ScrubSchedule::Off))
+        );
+        let Request::Dataset(DatasetRequest::Create { name: n, props }) =
+            req("dataset create media quota 10G compression zstd owner 1000:100 mode 0750")
+        else {
+            panic!("not a create");
+        };
+        assert_eq!(n, name("media"));
+        assert_eq!(props.quota, Some(Some(Size::parse("10G").unwrap())));
+        assert_eq!(props.compression, Some(Compression::Zstd));
+        assert_eq!(props.owner, Some((1000, 100)));
+        assert_eq!(props.mode, Some(0o750));
+        assert!(matches!(
+            req("dataset set media quota none"),
+            Request::Dataset(DatasetRequest::Set {
+                props: DatasetProps {
+                    quota: Some(None),
+                    ..
+                },
+                ..
+            })
+        ));
+        assert!(matches!(
+            req("dataset destroy media"),
+            Request::Dataset(DatasetRequest::Destroy {
+                confirmed: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            req("file write media/a.bin 4M seed x"),
+            Request::File(FileRequest::Write { size: 4194304, .. })
+        ));
+        assert!(matches!(
+            req("disk readtest sda"),
+            Request::DiskReadTest { .. }
+        ));
+
+        for (line, needle) in [
+            ("pool create tank mirror sda sda", "twice"),
+            ("pool create tank raid5 sda sdb", "layout"),
+            ("pool create Tank! mirror sda sdb", "Tank!"),
+            ("pool create tank mirror sda /dev/sdb", "not a disk name"),
+            ("pool scrub schedule monthly 31 03:00", "day"),
+            ("pool scrub schedule monthly 1 25:00", "time"),
+            ("dataset create ..", ".."),
+            ("dataset create a/b", "/"),
+            ("dataset create media quota -1G", "-1G"),
+            ("dataset create media quota 0", "0"),
+            ("dataset create media owner me", "owner"),
+            ("dataset create media mode 999", "mode"),
+            ("dataset create media colour blue", "unknown property"),
+            ("dataset set media", "needs a property"),
+            ("file write ../etc 1M", "not a path inside a dataset"),
+            ("file write media/x 1M seed a_b", "seed"),
+        ] {
+            let e = error(line);
+            assert!(e.contains(needle), "{line}: {e}");
+        }
+        let confirmed = req("dataset destroy media").with_confirmation("media".into());
+        assert!(matches!(
+            confirmed,
+            Request::Dataset(DatasetRequest::Destroy {
+                confirmed: true,
+                ..
+            })
+        ));
+        let confirmed =
+            req("pool create tank mirror sda sdb force").with_confirmation("sdb".into());
+        assert!(
+            matches!(confirmed, Request::Pool(PoolRequest::Create { confirmations, .. }) if confirmations == vec!["sdb".to_string()])
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::request::{Reply, StatusReport};
 use crate::net::LinkStatus;
+use crate::storage::{DatasetInfo, Health, PoolStatus};
 use crate::system::disks::{human_size, Disk};
 use crate::system::info::human_duration;
 
@@ -10,8 +11,11 @@ pub fn reply(reply: &Reply) -> String {
     match reply {
         Reply::Done(line) => format!("{line}\n"),
         Reply::Status(status) => self::status(status),
-        Reply::Disks(disks) => self::disks(disks),
+        Reply::Disks(disks, roles) => self::disks(disks, roles),
         Reply::Network(links) => network(links),
+        Reply::Pool(status) => pool(status),
+        Reply::Datasets(list) => datasets(list),
+        Reply::Confirm { question, .. } => format!("{question}\n"),
         Reply::Log(lines) => lines.iter().map(|l| format!("{l}\n")).collect(),
     }
 }
@@ -53,7 +57,21 @@ pub fn status(s: &StatusReport) -> String {
         }
     ));
     out.push_str("disks:\n");
-    out.push_str(&indent(&disks(&s.disks)));
+    out.push_str(&indent(&disks(&s.disks, &s.disk_roles)));
+    match &s.pool {
+        Some(p) => out.push_str(&format!(
+            "pool:     {} {} ({} used of {}, {} free){}\n",
+            p.name,
+            p.health,
+            human_size(p.used_bytes),
+            human_size(p.size_bytes),
+            human_size(p.free_bytes),
+            p.job.as_ref().map(|j| format!("; {j}")).unwrap_or_default()
+        )),
+        None => {
+            out.push_str("pool:     none (create one with 'pool create NAME mirror DISK DISK')\n")
+        }
+    }
     out.push_str("network:\n");
     out.push_str(&indent(&network(&s.links)));
     out.push_str("services:\n");
@@ -67,7 +85,7 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
-pub fn disks(disks: &[Disk]) -> String {
+pub fn disks(disks: &[Disk], roles: &[(String, String)]) -> String {
     if disks.is_empty() {
         return "no disks found\n".into();
     }
@@ -80,8 +98,13 @@ pub fn disks(disks: &[Disk]) -> String {
         if d.read_only {
             flags.push_str(" read-only");
         }
+        let role = roles
+            .iter()
+            .find(|(n, _)| *n == d.name)
+            .map(|(_, r)| format!("  [{r}]"))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "{:<8} {:>10}  {:<24} serial {}{}{}\n",
+            "{:<8} {:>10}  {:<24} serial {}{}{}{role}\n",
             d.name,
             human_size(d.size_bytes),
             if d.model.is_empty() { "-" } else { &d.model },
@@ -102,4 +125,91 @@ pub fn network(links: &[LinkStatus]) -> String {
         return "no network interfaces\n".into();
     }
     links.iter().map(|l| format!("{l}\n")).collect()
+}
+
+pub fn pool(p: &PoolStatus) -> String {
+    let mut out = String::new();
+    if p.health != Health::Online {
+        out.push_str(&format!("*** POOL {} IS {} ***\n", p.name, p.health));
+    }
+    out.push_str(&format!("pool {}  {}  uuid {}\n", p.name, p.health, p.uuid));
+    out.push_str(&format!(
+        "capacity: {} used, {} free, {} total\n",
+        human_size(p.used_bytes),
+        human_size(p.free_bytes),
+        human_size(p.size_bytes)
+    ));
+    let profiles: Vec<String> = p.profiles.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    out.push_str(&format!(
+        "profiles: {}\n",
+        if profiles.is_empty() {
+            "-".into()
+        } else {
+            profiles.join(", ")
+        }
+    ));
+    out.push_str(
+        "members:  devid disk     serial               size        read write flush corrupt gen\n",
+    );
+    for m in &p.members {
+        let e = m.errors;
+        out.push_str(&format!(
+            "          {:<5} {:<8} {:<20} {:>10}  {:>4} {:>5} {:>5} {:>7} {:>3}{}\n",
+            m.devid,
+            m.disk.as_deref().unwrap_or("MISSING"),
+            if m.serial.is_empty() { "-" } else { &m.serial },
+            human_size(m.size_bytes),
+            e.read,
+            e.write,
+            e.flush,
+            e.corruption,
+            e.generation,
+            if m.missing { "  MISSING" } else { "" }
+        ));
+    }
+    if let Some(job) = &p.job {
+        out.push_str(&format!("running:  {job}\n"));
+    }
+    match &p.last_scrub {
+        Some(s) => out.push_str(&format!(
+            "scrub:    last {} {}: {} scrubbed, corrected {}, uncorrectable {}\n",
+            if s.cancelled { "cancelled" } else { "finished" },
+            crate::system::info::utc_timestamp(s.finished),
+            human_size(s.bytes_scrubbed),
+            s.corrected,
+            s.uncorrectable
+        )),
+        None => out.push_str("scrub:    never run\n"),
+    }
+    out.push_str(&format!("schedule: scrub {}\n", p.scrub_schedule));
+    for a in &p.advice {
+        out.push_str(&format!("action:   {a}\n"));
+    }
+    out
+}
+
+pub fn datasets(list: &[DatasetInfo]) -> String {
+    if list.is_empty() {
+        return "no datasets (create one with 'dataset create NAME')\n".into();
+    }
+    let size = |v: Option<u64>| v.map(human_size).unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "{:<20} {:>10} {:>10} {:>10} {:<8} {:<10} {:>5} {:<24}\n",
+        "NAME", "USED", "REFER", "QUOTA", "COMPRESS", "OWNER", "MODE", "MOUNTPOINT"
+    );
+    for d in list {
+        out.push_str(&format!(
+            "{:<20} {:>10} {:>10} {:>10} {:<8} {:<10} {:>5o} {}{}\n",
+            d.name,
+            size(d.used),
+            size(d.referenced),
+            d.quota.map(human_size).unwrap_or_else(|| "none".into()),
+            d.compression,
+            format!("{}:{}", d.uid, d.gid),
+            d.mode,
+            d.mountpoint,
+            if d.mounted { "" } else { " (NOT MOUNTED)" }
+        ));
+    }
+    out
 }

@@ -5,7 +5,9 @@
 
 use std::net::Ipv4Addr;
 
+use crate::config::{Compression, DatasetName, PoolName, ScrubSchedule, Size};
 use crate::net::LinkStatus;
+use crate::storage::{DatasetInfo, PoolStatus};
 use crate::system::disks::Disk;
 
 /// A host name: 1 to 63 of `a-z A-Z 0-9 -`, not starting or ending with `-` (RFC 1123 label).
@@ -61,6 +63,118 @@ impl IfaceName {
     }
 }
 
+/// A kernel disk name such as `sda` or `nvme0n1`: 1 to 32 lowercase letters and digits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskName(String);
+
+impl DiskName {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let ok = !text.is_empty()
+            && text.len() <= 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if ok {
+            Ok(Self(text.to_string()))
+        } else {
+            Err(format!(
+                "'{text}' is not a disk name (e.g. sda, nvme0n1); 'disks' lists them"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The member a replace takes out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberRef {
+    /// The member that is not present.
+    Missing,
+    Devid(u64),
+    Disk(DiskName),
+}
+
+/// Pool changes and queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolRequest {
+    Status,
+    /// `confirmations` holds what the operator typed for each disk that needs erasing.
+    Create {
+        name: PoolName,
+        disks: Vec<DiskName>,
+        force: bool,
+        confirmations: Vec<String>,
+    },
+    Replace {
+        old: MemberRef,
+        new: DiskName,
+        force: bool,
+        confirmations: Vec<String>,
+    },
+    ScrubStart,
+    ScrubStatus,
+    ScrubCancel,
+    ScrubSchedule(ScrubSchedule),
+}
+
+/// Dataset properties a command sets; `None` leaves a property as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DatasetProps {
+    /// `Some(None)` removes the quota.
+    pub quota: Option<Option<Size>>,
+    pub compression: Option<Compression>,
+    pub owner: Option<(u32, u32)>,
+    pub mode: Option<u32>,
+}
+
+impl DatasetProps {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Dataset changes and queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatasetRequest {
+    List,
+    Create {
+        name: DatasetName,
+        props: DatasetProps,
+    },
+    Set {
+        name: DatasetName,
+        props: DatasetProps,
+    },
+    Destroy {
+        name: DatasetName,
+        force: bool,
+        confirmed: bool,
+    },
+}
+
+/// Files inside datasets (the console's smoke-test tools).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileRequest {
+    /// Writes `size` bytes of the test pattern seeded with `seed`.
+    Write {
+        path: String,
+        size: u64,
+        seed: String,
+    },
+    Checksum {
+        path: String,
+    },
+    List {
+        path: String,
+    },
+    Remove {
+        path: String,
+    },
+}
+
 /// Network changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetworkRequest {
@@ -82,11 +196,65 @@ pub enum NetworkRequest {
 pub enum Request {
     Status,
     Disks,
-    Log { lines: usize },
+    /// Sequential read speed of a disk (`disk readtest`).
+    DiskReadTest {
+        disk: DiskName,
+        bytes: u64,
+    },
+    Log {
+        lines: usize,
+    },
+    Pool(PoolRequest),
+    Dataset(DatasetRequest),
+    File(FileRequest),
     Network(NetworkRequest),
     Hostname(Option<HostName>),
     Reboot,
     PowerOff,
+}
+
+impl Request {
+    /// The request again, with the operator's answer to a confirmation question added.
+    pub fn with_confirmation(self, answer: String) -> Request {
+        match self {
+            Request::Pool(PoolRequest::Create {
+                name,
+                disks,
+                force,
+                mut confirmations,
+            }) => {
+                confirmations.push(answer);
+                Request::Pool(PoolRequest::Create {
+                    name,
+                    disks,
+                    force,
+                    confirmations,
+                })
+            }
+            Request::Pool(PoolRequest::Replace {
+                old,
+                new,
+                force,
+                mut confirmations,
+            }) => {
+                confirmations.push(answer);
+                Request::Pool(PoolRequest::Replace {
+                    old,
+                    new,
+                    force,
+                    confirmations,
+                })
+            }
+            Request::Dataset(DatasetRequest::Destroy { name, force, .. }) => {
+                Request::Dataset(DatasetRequest::Destroy {
+                    name,
+                    force,
+                    confirmed: true,
+                })
+            }
+            other => other,
+        }
+    }
 }
 
 /// One line of the services table.
@@ -112,6 +280,9 @@ pub struct StatusReport {
     pub init_rss_kib: u64,
     pub entropy_ready: bool,
     pub disks: Vec<Disk>,
+    /// Which pool each disk belongs to, by disk name.
+    pub disk_roles: Vec<(String, String)>,
+    pub pool: Option<PoolStatus>,
     pub links: Vec<LinkStatus>,
     pub services: Vec<ServiceLine>,
     pub alerts: Vec<String>,
@@ -123,7 +294,16 @@ pub enum Reply {
     /// A one-line confirmation.
     Done(String),
     Status(Box<StatusReport>),
-    Disks(Vec<Disk>),
+    Disks(Vec<Disk>, Vec<(String, String)>),
     Network(Vec<LinkStatus>),
+    Pool(Box<PoolStatus>),
+    Datasets(Vec<DatasetInfo>),
+    /// The request needs the operator to type one of `answers`; the console asks `question`
+    /// and sends `request` again with the answer filled in.
+    Confirm {
+        question: String,
+        answers: Vec<String>,
+        request: Box<Request>,
+    },
     Log(Vec<String>),
 }

@@ -29,6 +29,18 @@ pub enum Event {
     PowerButton,
     /// The boot modules (and coldplugged drivers) are in.
     ModulesLoaded(LoadReport),
+    /// Pool assembly finished: the pool mounted (maybe degraded), no pool, or an error.
+    PoolAssembled(Result<Option<crate::storage::pool::Assembled>, String>),
+    /// A long storage job (scrub, replace) ended.
+    JobDone(JobOutcome),
+    /// A minute passed: time to look at schedules.
+    Tick,
+}
+
+/// The end of a long storage job.
+pub enum JobOutcome {
+    Scrub(Result<crate::storage::ScrubSummary, String>),
+    Replace(Result<(), String>),
 }
 
 /// Runs `f`, restarting it after a panic: a bug in one thread must not take PID 1 down.

@@ -1,0 +1,676 @@
+//! The persisted form of the configuration: versioned record types and the envelope that
+//! carries them. Only this module knows the bytes on disk.
+//!
+//! # The envelope
+//!
+//! Every record file is one envelope; integers are little-endian:
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic "TANKCFG\0"
+//!      8     4  format version (u32) of the payload: 1 = ConfigRecordV1
+//!     12     8  generation (u64), the save counter of the store
+//!     20     4  payload length n (u32)
+//!     24     n  payload: the record, postcard-encoded
+//!   24+n     4  CRC-32 (IEEE) of bytes 0 .. 24+n
+//! ```
+//!
+//! The envelope itself never changes (a different one would get a different magic), so any
+//! version of the appliance can tell a torn or bit-flipped file (checksum) from a record written
+//! by newer software (unknown version).
+//!
+//! # Versions and migrations
+//!
+//! The record types (`*RecordV1`) are separate from the model in [`model`](super::model) and are
+//! frozen once released: postcard encodes fields by position and enum variants by index, so a
+//! record type is never reordered, and a field is never added, removed or retyped. To change the
+//! format, add `ConfigRecordV2` types, make [`encode`] write them and bump
+//! [`CURRENT_VERSION`], and teach [`decode`] to read version 1 by migrating `ConfigRecordV1` to
+//! `ConfigRecordV2` (a `From` with the new fields' defaults). The golden test that decodes saved
+//! version 1 bytes must keep passing unchanged.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::model::{
+    Config, ConfigError, DatasetConfig, NetIface, NetMethod, PoolConfig, ScrubSchedule,
+    ScrubSummary,
+};
+use super::names::{Compression, DatasetName, PoolName, Size};
+
+/// The magic bytes at the start of every record file.
+pub const MAGIC: [u8; 8] = *b"TANKCFG\0";
+
+/// The format version [`encode`] writes.
+pub const CURRENT_VERSION: u32 = 1;
+
+/// Bytes before the payload: magic, version, generation, payload length.
+pub const HEADER_LEN: usize = 24;
+
+/// Bytes after the payload: the CRC-32.
+pub const TRAILER_LEN: usize = 4;
+
+/// Why a record could not be decoded.
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error(
+        "the record is truncated: it has {len} bytes but needs {needed}; the save was \
+         interrupted, use an older generation"
+    )]
+    Truncated { len: usize, needed: usize },
+    #[error(
+        "the record does not start with the magic \"TANKCFG\\0\" (found {found:02x?}): it is not a \
+         Tank configuration record or its start is damaged"
+    )]
+    BadMagic { found: Vec<u8> },
+    #[error(
+        "the record has format version {version}, which this appliance does not know (it reads \
+         versions 1 to {newest}): if newer software wrote it, update the appliance",
+        newest = CURRENT_VERSION
+    )]
+    UnknownVersion { version: u32 },
+    #[error(
+        "the record's checksum does not match (stored {stored:08x}, computed {computed:08x}): \
+         the file is damaged, use an older generation"
+    )]
+    ChecksumMismatch { stored: u32, computed: u32 },
+    #[error(
+        "the record has {extra} unexpected bytes after its checksum: the file is damaged, use \
+         an older generation"
+    )]
+    TrailingBytes { extra: usize },
+    #[error("the version {version} record's content is not valid: {source}")]
+    InvalidContent {
+        version: u32,
+        #[source]
+        source: ContentError,
+    },
+}
+
+/// Why a record whose envelope is intact does not give a valid [`Config`].
+#[derive(Debug, Error)]
+pub enum ContentError {
+    #[error("the payload does not decode: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("{extra} bytes are left over after the payload")]
+    TrailingPayload { extra: usize },
+    #[error("{field}: {source}")]
+    Field {
+        field: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Why a configuration could not be encoded.
+#[derive(Debug, Error)]
+pub enum EncodeError {
+    #[error("the configuration is not valid, so it is not saved: {0}")]
+    Invalid(#[from] ConfigError),
+    #[error("the configuration could not be serialized: {0}")]
+    Serialize(#[from] postcard::Error),
+    #[error("the configuration record is {len} bytes, more than the format's 4 GiB limit")]
+    TooLarge { len: usize },
+}
+
+/// Version 1 of the configuration record. Frozen: see the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigRecordV1 {
+    pub hostname: String,
+    pub network: Vec<NetIfaceRecordV1>,
+    pub pool: Option<PoolRecordV1>,
+    pub datasets: Vec<DatasetRecordV1>,
+    pub scrub: ScrubRecordV1,
+    pub last_scrub: Option<ScrubSummaryRecordV1>,
+}
+
+/// Version 1 of what the last scrub found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubSummaryRecordV1 {
+    pub started: u64,
+    pub finished: u64,
+    pub bytes_scrubbed: u64,
+    pub corrected: u64,
+    pub uncorrectable: u64,
+    pub cancelled: bool,
+}
+
+/// Version 1 of an interface's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetIfaceRecordV1 {
+    pub name: String,
+    pub method: NetMethodRecordV1,
+}
+
+/// Version 1 of an interface's addressing. Variant order is part of the format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetMethodRecordV1 {
+    Dhcp,
+    Static {
+        address: [u8; 4],
+        prefix: u8,
+        gateway: Option<[u8; 4]>,
+        dns: Vec<[u8; 4]>,
+    },
+}
+
+/// Version 1 of the pool's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRecordV1 {
+    pub name: String,
+    pub uuid: [u8; 16],
+}
+
+/// Version 1 of a dataset's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetRecordV1 {
+    pub name: String,
+    /// Bytes; `None` for no quota.
+    pub quota: Option<u64>,
+    pub compression: CompressionRecordV1,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+/// Version 1 of a compression. Variant order is part of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompressionRecordV1 {
+    None,
+    Zstd,
+    Lzo,
+    Zlib,
+}
+
+/// Version 1 of the scrub schedule. Variant order is part of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScrubRecordV1 {
+    Off,
+    Monthly { day: u8, hour: u8, minute: u8 },
+}
+
+impl From<&Config> for ConfigRecordV1 {
+    fn from(config: &Config) -> ConfigRecordV1 {
+        ConfigRecordV1 {
+            hostname: config.hostname.clone(),
+            network: config
+                .network
+                .iter()
+                .map(|iface| NetIfaceRecordV1 {
+                    name: iface.name.clone(),
+                    method: match &iface.method {
+                        NetMethod::Dhcp => NetMethodRecordV1::Dhcp,
+                        NetMethod::Static {
+                            address,
+                            prefix,
+                            gateway,
+                            dns,
+                        } => NetMethodRecordV1::Static {
+                            address: address.octets(),
+                            prefix: *prefix,
+                            gateway: gateway.map(|g| g.octets()),
+                            dns: dns.iter().map(Ipv4Addr::octets).collect(),
+                        },
+                    },
+                })
+                .collect(),
+            pool: config.pool.as_ref().map(|pool| PoolRecordV1 {
+                name: pool.name.as_str().to_owned(),
+                uuid: pool.uuid,
+            }),
+            datasets: config
+                .datasets
+                .iter()
+                .map(|dataset| DatasetRecordV1 {
+                    name: dataset.name.as_str().to_owned(),
+                    quota: dataset.quota.map(Size::bytes),
+                    compression: match dataset.compression {
+                        Compression::None => CompressionRecordV1::None,
+                        Compression::Zstd => CompressionRecordV1::Zstd,
+                        Compression::Lzo => CompressionRecordV1::Lzo,
+                        Compression::Zlib => CompressionRecordV1::Zlib,
+                    },
+                    uid: dataset.uid,
+                    gid: dataset.gid,
+                    mode: dataset.mode,
+                })
+                .collect(),
+            scrub: match config.scrub {
+                ScrubSchedule::Off => ScrubRecordV1::Off,
+                ScrubSchedule::Monthly { day, hour, minute } => {
+                    ScrubRecordV1::Monthly { day, hour, minute }
+                }
+            },
+            last_scrub: config.last_scrub.as_ref().map(|s| ScrubSummaryRecordV1 {
+                started: s.started,
+                finished: s.finished,
+                bytes_scrubbed: s.bytes_scrubbed,
+                corrected: s.corrected,
+                uncorrectable: s.uncorrectable,
+                cancelled: s.cancelled,
+            }),
+        }
+    }
+}
+
+/// Wraps a value's parse error with the field it came from.
+fn field<T, E>(name: impl FnOnce() -> String, result: Result<T, E>) -> Result<T, ContentError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    result.map_err(|source| ContentError::Field {
+        field: name(),
+        source: Box::new(source),
+    })
+}
+
+/// Checks every value and the whole configuration: a record is trusted no more than input.
+impl TryFrom<ConfigRecordV1> for Config {
+    type Error = ContentError;
+
+    fn try_from(record: ConfigRecordV1) -> Result<Config, ContentError> {
+        let network = record
+            .network
+            .into_iter()
+            .map(|iface| NetIface {
+                name: iface.name,
+                method: match iface.method {
+                    NetMethodRecordV1::Dhcp => NetMethod::Dhcp,
+                    NetMethodRecordV1::Static {
+                        address,
+                        prefix,
+                        gateway,
+                        dns,
+                    } => NetMethod::Static {
+                        address: address.into(),
+                        prefix,
+                        gateway: gateway.map(Ipv4Addr::from),
+                        dns: dns.into_iter().map(Ipv4Addr::from).collect(),
+                    },
+                },
+            })
+            .collect();
+        let pool = match record.pool {
+            Some(pool) => Some(PoolConfig {
+                name: field(|| "pool name".to_owned(), PoolName::parse(&pool.name))?,
+                uuid: pool.uuid,
+            }),
+            None => None,
+        };
+        let mut datasets = Vec::with_capacity(record.datasets.len());
+        for (index, dataset) in record.datasets.into_iter().enumerate() {
+            let at = |what: &str| format!("datasets[{index}].{what}");
+            datasets.push(DatasetConfig {
+                name: field(|| at("name"), DatasetName::parse(&dataset.name))?,
+                quota: dataset.quota.map(Size::from_bytes),
+                compression: match dataset.compression {
+                    CompressionRecordV1::None => Compression::None,
+                    CompressionRecordV1::Zstd => Compression::Zstd,
+                    CompressionRecordV1::Lzo => Compression::Lzo,
+                    CompressionRecordV1::Zlib => Compression::Zlib,
+                },
+                uid: dataset.uid,
+                gid: dataset.gid,
+                mode: dataset.mode,
+            });
+        }
+        let config = Config {
+            hostname: record.hostname,
+            network,
+            pool,
+            datasets,
+            scrub: match record.scrub {
+                ScrubRecordV1::Off => ScrubSchedule::Off,
+                ScrubRecordV1::Monthly { day, hour, minute } => {
+                    ScrubSchedule::Monthly { day, hour, minute }
+                }
+            },
+            last_scrub: record.last_scrub.map(|s| ScrubSummary {
+                started: s.started,
+                finished: s.finished,
+                bytes_scrubbed: s.bytes_scrubbed,
+                corrected: s.corrected,
+                uncorrectable: s.uncorrectable,
+                cancelled: s.cancelled,
+            }),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Encodes `config` as a current-version record of generation `generation`. Refuses an
+/// invalid configuration, which [`decode`] would refuse to read back.
+pub fn encode(config: &Config, generation: u64) -> Result<Vec<u8>, EncodeError> {
+    config.validate()?;
+    let payload = postcard::to_allocvec(&ConfigRecordV1::from(config))?;
+    let len =
+        u32::try_from(payload.len()).map_err(|_| EncodeError::TooLarge { len: payload.len() })?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&CURRENT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&generation.to_le_bytes());
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    Ok(bytes)
+}
+
+/// Reads a little-endian integer of `N` bytes at `at`; the caller has checked the length.
+fn le<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    if let Some(slice) = bytes.get(at..at + N) {
+        out.copy_from_slice(slice);
+    }
+    out
+}
+
+/// Decodes a record of any known version into the current model; returns it with its
+/// generation.
+pub fn decode(bytes: &[u8]) -> Result<(Config, u64), RecordError> {
+    let magic_len = bytes.len().min(MAGIC.len());
+    if bytes[..magic_len] != MAGIC[..magic_len] {
+        return Err(RecordError::BadMagic {
+            found: bytes[..magic_len].to_vec(),
+        });
+    }
+    let minimum = HEADER_LEN + TRAILER_LEN;
+    if bytes.len() < minimum {
+        return Err(RecordError::Truncated {
+            len: bytes.len(),
+            needed: minimum,
+        });
+    }
+    let version = u32::from_le_bytes(le(bytes, 8));
+    let generation = u64::from_le_bytes(le(bytes, 12));
+    let payload_len = u32::from_le_bytes(le(bytes, 20));
+    // usize is at least 32 bits on every target the appliance runs on; saturate otherwise.
+    let payload_len = usize::try_from(payload_len).unwrap_or(usize::MAX);
+    let crc_at = HEADER_LEN.saturating_add(payload_len);
+    let needed = crc_at.saturating_add(TRAILER_LEN);
+    if bytes.len() < needed {
+        return Err(RecordError::Truncated {
+            len: bytes.len(),
+            needed,
+        });
+    }
+    if bytes.len() > needed {
+        return Err(RecordError::TrailingBytes {
+            extra: bytes.len() - needed,
+        });
+    }
+    let stored = u32::from_le_bytes(le(bytes, crc_at));
+    let computed = crc32fast::hash(&bytes[..crc_at]);
+    if stored != computed {
+        return Err(RecordError::ChecksumMismatch { stored, computed });
+    }
+    let payload = &bytes[HEADER_LEN..crc_at];
+    let invalid = |source| RecordError::InvalidContent { version, source };
+    let config = match version {
+        1 => decode_v1(payload).map_err(invalid)?,
+        _ => return Err(RecordError::UnknownVersion { version }),
+    };
+    Ok((config, generation))
+}
+
+fn decode_v1(payload: &[u8]) -> Result<Config, ContentError> {
+    let (record, rest) = postcard::take_from_bytes::<ConfigRecordV1>(payload)?;
+    if !rest.is_empty() {
+        return Err(ContentError::TrailingPayload { extra: rest.len() });
+    }
+    Config::try_from(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration that uses every field and variant of version 1.
+    fn sample() -> Config {
+        let dataset = |name: &str| DatasetConfig::new(DatasetName::parse(name).unwrap());
+        Config {
+            hostname: "nas".to_owned(),
+            network: vec![
+                NetIface {
+                    name: "eth0".to_owned(),
+                    method: NetMethod::Static {
+                        address: Ipv4Addr::new(192, 168, 1, 10),
+                        prefix: 24,
+                        gateway: Some(Ipv4Addr::new(192, 168, 1, 1)),
+                        dns: vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(9, 9, 9, 9)],
+                    },
+                },
+                NetIface {
+                    name: "eth1".to_owned(),
+                    method: NetMethod::Dhcp,
+                },
+            ],
+            pool: Some(PoolConfig {
+                name: PoolName::parse("tank").unwrap(),
+                uuid: *b"0123456789abcdef",
+            }),
+            datasets: vec![
+                DatasetConfig {
+                    quota: Some(Size::from_bytes(10 << 30)),
+                    compression: Compression::Zlib,
+                    uid: 1000,
+                    gid: 100,
+                    mode: 0o2775,
+                    ..dataset("media")
+                },
+                DatasetConfig {
+                    compression: Compression::None,
+                    ..dataset("backup")
+                },
+                DatasetConfig {
+                    compression: Compression::Lzo,
+                    ..dataset("scratch")
+                },
+            ],
+            scrub: ScrubSchedule::Monthly {
+                day: 15,
+                hour: 2,
+                minute: 30,
+            },
+            last_scrub: Some(ScrubSummary {
+                started: 1_700_000_000,
+                finished: 1_700_003_600,
+                bytes_scrubbed: 5 << 40,
+                corrected: 2,
+                uncorrectable: 0,
+                cancelled: false,
+            }),
+        }
+    }
+
+    /// The version 1 encoding of [`sample`] at generation 42, as saved by the first release of
+    /// the format. Never regenerate this: it is what appliances in the field have on disk.
+    /// Lines: the header (magic, version, generation, payload length); the payload (hostname;
+    /// two interfaces, static and DHCP; the pool; three datasets; the scrub schedule; the last
+    /// scrub; strings and vectors are length-prefixed, integers are varints); the CRC-32.
+    const GOLDEN_V1: &str = "
+        54414e4b43464700 01000000 2a00000000000000 81000000
+        036e6173
+        02
+            0465746830 01 c0a8010a 18 01c0a80101 02 01010101 09090909
+            0465746831 00
+        01 0474616e6b 30313233343536373839616263646566
+        03
+            056d65646961 018080808028 03 e807 64 fd0b
+            066261636b7570 00 00 00 00 ed03
+            0773637261746368 00 02 00 00 ed03
+        01 0f 02 1e
+        01 80e2cfaa06 90fecfaa06 8080808080a001 02 00 00
+        7048b717";
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn golden_v1_decodes() {
+        let (config, generation) = decode(&unhex(GOLDEN_V1)).unwrap();
+        assert_eq!(generation, 42);
+        assert_eq!(config, sample());
+    }
+
+    /// Only while version 1 is current: the encoder still writes exactly the saved bytes.
+    #[test]
+    fn golden_v1_encodes() {
+        assert_eq!(CURRENT_VERSION, 1);
+        assert_eq!(hex(&encode(&sample(), 42).unwrap()), hex(&unhex(GOLDEN_V1)));
+    }
+
+    #[test]
+    fn round_trip() {
+        for config in [Config::default(), sample()] {
+            for generation in [0, 1, u64::MAX] {
+                let bytes = encode(&config, generation).unwrap();
+                assert_eq!(decode(&bytes).unwrap(), (config.clone(), generation));
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_to_encode_invalid() {
+        let mut config = sample();
+        config.datasets.push(config.datasets[0].clone());
+        let message = encode(&config, 1).unwrap_err().to_string();
+        assert!(message.contains("\"media\""), "{message}");
+    }
+
+    #[test]
+    fn damage_is_classified() {
+        let good = encode(&sample(), 7).unwrap();
+
+        assert!(matches!(
+            decode(&[]),
+            Err(RecordError::Truncated { len: 0, .. })
+        ));
+        assert!(matches!(
+            decode(&good[..5]),
+            Err(RecordError::Truncated { len: 5, .. })
+        ));
+        assert!(matches!(
+            decode(&good[..HEADER_LEN + 3]),
+            Err(RecordError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&good[..good.len() - 1]),
+            Err(RecordError::Truncated { .. })
+        ));
+        let message = decode(b"hello, world, this is no record")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("magic"), "{message}");
+
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(matches!(
+            decode(&longer),
+            Err(RecordError::TrailingBytes { extra: 1 })
+        ));
+
+        // Every single-bit flip after the magic is caught, by the checksum or the length.
+        for at in MAGIC.len()..good.len() {
+            for bit in 0..8 {
+                let mut flipped = good.clone();
+                flipped[at] ^= 1 << bit;
+                match decode(&flipped) {
+                    Err(RecordError::ChecksumMismatch { .. })
+                    | Err(RecordError::Truncated { .. })
+                    | Err(RecordError::TrailingBytes { .. }) => {}
+                    other => panic!("flip at byte {at} bit {bit}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+        let crc_at = bytes.len() - TRAILER_LEN;
+        let crc = crc32fast::hash(&bytes[..crc_at]);
+        bytes[crc_at..].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn newer_version_is_reported() {
+        let mut bytes = encode(&sample(), 7).unwrap();
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let error = decode(&reseal(bytes)).unwrap_err();
+        assert!(matches!(error, RecordError::UnknownVersion { version: 2 }));
+        assert!(error.to_string().contains("version 2"), "{error}");
+    }
+
+    fn with_payload(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&MAGIC);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&3u64.to_le_bytes());
+        bytes.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes.extend_from_slice(&[0; 4]);
+        reseal(bytes)
+    }
+
+    #[test]
+    fn invalid_content_is_reported() {
+        // Intact envelopes around payloads that are not valid configurations.
+        let mut record = ConfigRecordV1::from(&sample());
+        record.datasets[1].name = "../etc".to_owned();
+        let bytes = with_payload(&postcard::to_allocvec(&record).unwrap());
+        let message = decode(&bytes).unwrap_err().to_string();
+        assert!(
+            message.contains("datasets[1].name") && message.contains("\"../etc\""),
+            "{message}"
+        );
+
+        let mut record = ConfigRecordV1::from(&sample());
+        record.datasets[0].mode = 0o777777;
+        let bytes = with_payload(&postcard::to_allocvec(&record).unwrap());
+        let message = decode(&bytes).unwrap_err().to_string();
+        assert!(message.contains("\"media\" has mode 777777"), "{message}");
+
+        let mut record = ConfigRecordV1::from(&sample());
+        record.scrub = ScrubRecordV1::Monthly {
+            day: 31,
+            hour: 0,
+            minute: 0,
+        };
+        let bytes = with_payload(&postcard::to_allocvec(&record).unwrap());
+        assert!(decode(&bytes)
+            .unwrap_err()
+            .to_string()
+            .contains("scrub day 31"));
+
+        let mut payload = postcard::to_allocvec(&ConfigRecordV1::from(&sample())).unwrap();
+        payload.push(0);
+        assert!(matches!(
+            decode(&with_payload(&payload)),
+            Err(RecordError::InvalidContent {
+                source: ContentError::TrailingPayload { extra: 1 },
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(&with_payload(&[0xff; 3])),
+            Err(RecordError::InvalidContent {
+                source: ContentError::Decode(_),
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,802 @@
+//! Pool lifecycle and datasets, as the engine drives them: discovery and assembly, create,
+//! status, replace, scrub, and dataset create/list/set/destroy.
+//!
+//! Every change is validated first and applied second; a step that fails undoes the steps
+//! before it, so a failed request leaves the pool as it was. Persisting the new configuration
+//! is the engine's job.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::btrfs::{self, probe::Signature};
+use super::{
+    config_dir, dataset_mountpoint, pool_mountpoint, DatasetInfo, ErrorCounters, Health,
+    MemberStatus, PoolStatus, ScrubSummary, META_SUBVOL, POOL_ROOT,
+};
+use crate::config::{Compression, Config, DatasetConfig, DatasetName, PoolConfig, PoolName};
+use crate::console::request::{DatasetProps, DiskName, MemberRef};
+use crate::system::disks::{self, Disk};
+
+/// How long assembly waits for a missing member before mounting degraded.
+pub const MISSING_MEMBER_WAIT: Duration = Duration::from_secs(10);
+
+/// A disk and what is on it.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub disk: Disk,
+    pub signatures: Vec<Signature>,
+}
+
+impl Found {
+    fn member(&self) -> Option<(uuid::Uuid, &str, u64, u64)> {
+        self.signatures.iter().find_map(|s| match s {
+            Signature::Btrfs(m) => Some((m.fsid, m.label.as_str(), m.devid, m.num_devices)),
+            _ => None,
+        })
+    }
+}
+
+/// Every disk with its signatures.
+pub fn discover() -> Vec<Found> {
+    disks::list()
+        .into_iter()
+        .filter(|d| d.size_bytes > 0)
+        .map(|disk| {
+            let signatures = btrfs::probe::probe(&dev_path(&disk.name)).unwrap_or_default();
+            Found { disk, signatures }
+        })
+        .collect()
+}
+
+pub fn dev_path(name: &str) -> PathBuf {
+    Path::new("/dev").join(name)
+}
+
+/// A pool found and mounted at boot.
+#[derive(Clone, Debug)]
+pub struct Assembled {
+    pub name: String,
+    pub uuid: uuid::Uuid,
+    pub degraded: bool,
+    pub missing: u64,
+    pub devices: Vec<PathBuf>,
+}
+
+/// Finds the pool's members, waits a bounded time for a missing one, registers them and mounts
+/// the top level at [`POOL_ROOT`] (degraded if a member stayed missing). `Ok(None)`: no pool on
+/// these disks.
+pub fn assemble(wait: Duration) -> Result<Option<Assembled>, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let found = discover();
+        let mut pools: Vec<(uuid::Uuid, String, u64, Vec<PathBuf>)> = Vec::new();
+        for f in &found {
+            if let Some((fsid, label, _devid, num)) = f.member() {
+                let path = dev_path(&f.disk.name);
+                match pools.iter_mut().find(|p| p.0 == fsid) {
+                    Some(p) => p.3.push(path),
+                    None => pools.push((fsid, label.to_string(), num, vec![path])),
+                }
+            }
+        }
+        // Only pools Tank could have made: a valid name as label.
+        pools.retain(|p| PoolName::parse(&p.1).is_ok());
+        let Some(pool) = pools.first().cloned() else {
+            if Instant::now() >= deadline
+                || found.is_empty() && Instant::now() + wait / 2 >= deadline
+            {
+                return Ok(None);
+            }
+            // Disks may still be probing: look again shortly.
+            if found.is_empty() {
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            return Ok(None);
+        };
+        if pools.len() > 1 {
+            log::warn!(
+                "several pools found ({}); assembling '{}' only",
+                pools
+                    .iter()
+                    .map(|p| p.1.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                pool.1
+            );
+        }
+        let (fsid, label, expected, devices) = pool;
+        let present = devices.len() as u64;
+        if present < expected && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        for dev in &devices {
+            if let Err(e) = btrfs::scan_device(dev) {
+                log::warn!("registering {}: {e}", dev.display());
+            }
+        }
+        let degraded = present < expected;
+        if degraded {
+            log::error!(
+                "pool '{label}': {} of {expected} members present after waiting {} s; mounting DEGRADED",
+                present,
+                wait.as_secs()
+            );
+        }
+        std::fs::create_dir_all(POOL_ROOT)
+            .map_err(|e| format!("cannot create {POOL_ROOT}: {e}"))?;
+        btrfs::mount_pool(&devices, Path::new(POOL_ROOT), degraded, None, "")
+            .map_err(|e| format!("cannot mount pool '{label}': {e}"))?;
+        return Ok(Some(Assembled {
+            name: label,
+            uuid: fsid,
+            degraded,
+            missing: expected.saturating_sub(present),
+            devices,
+        }));
+    }
+}
+
+/// Mounts `/mnt/<pool>` (a tmpfs for the mount points) and every dataset of `config`. Returns a
+/// line per dataset that could not be mounted.
+pub fn mount_datasets(config: &Config) -> Vec<String> {
+    let Some(pool) = &config.pool else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = mount_pool_dir(pool.name.as_str()) {
+        problems.push(e);
+        return problems;
+    }
+    for ds in &config.datasets {
+        if let Err(e) = mount_dataset(pool.name.as_str(), ds.name.as_str()) {
+            problems.push(format!("dataset {}: {e}", ds.name.as_str()));
+        }
+    }
+    problems
+}
+
+fn mount_pool_dir(pool: &str) -> Result<(), String> {
+    let dir = pool_mountpoint(pool);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if is_mountpoint(&dir) {
+        return Ok(());
+    }
+    rustix::mount::mount(
+        "tmpfs",
+        &dir,
+        "tmpfs",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        Some(c"mode=0755,size=1m"),
+    )
+    .map_err(|e| format!("cannot mount {}: {e}", dir.display()))
+}
+
+fn is_mountpoint(path: &Path) -> bool {
+    let p = path.to_string_lossy();
+    crate::system::mounts::mount_points()
+        .iter()
+        .any(|m| *m == p)
+}
+
+fn mount_dataset(pool: &str, name: &str) -> Result<(), String> {
+    let target = dataset_mountpoint(pool, name);
+    if is_mountpoint(&target) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&target)
+        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    let id = btrfs::subvolume_id(&Path::new(POOL_ROOT).join(name)).map_err(|e| e.to_string())?;
+    let dev = any_member_device().ok_or("no member device is present")?;
+    btrfs::mount_subvolume(&dev, &target, id, None).map_err(|e| e.to_string())
+}
+
+fn unmount_dataset(pool: &str, name: &str) -> Result<(), String> {
+    let target = dataset_mountpoint(pool, name);
+    if is_mountpoint(&target) {
+        rustix::mount::unmount(&target, rustix::mount::UnmountFlags::empty())
+            .map_err(|e| format!("cannot unmount {}: {e} (files open?)", target.display()))?;
+    }
+    let _ = std::fs::remove_dir(&target);
+    Ok(())
+}
+
+/// A present member's device node (any member mounts the whole pool).
+fn any_member_device() -> Option<PathBuf> {
+    btrfs::devices(Path::new(POOL_ROOT))
+        .ok()?
+        .into_iter()
+        .find(|d| !d.missing)
+        .and_then(|d| d.path)
+}
+
+/// Why `pool create` or `pool replace` may not use a disk, or `None` if it is blank.
+fn disk_in_use(found: &Found) -> Option<String> {
+    if found.signatures.is_empty() {
+        None
+    } else {
+        Some(
+            found
+                .signatures
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    }
+}
+
+/// Checks the disks named for a create or replace. Disks that hold something need `force` and
+/// a confirmation (the disk's name or serial typed by the operator): the result is then
+/// `Err(Confirm)` for the first unconfirmed one.
+pub enum DiskCheck {
+    Ok(Vec<Found>),
+    Refused(String),
+    Confirm {
+        question: String,
+        answers: Vec<String>,
+    },
+}
+
+pub fn check_disks(
+    names: &[DiskName],
+    force: bool,
+    confirmations: &[String],
+    boot_disk: Option<&str>,
+) -> DiskCheck {
+    let found = discover();
+    let mut chosen = Vec::new();
+    for name in names {
+        let Some(f) = found.iter().find(|f| f.disk.name == name.as_str()) else {
+            let known: Vec<&str> = found.iter().map(|f| f.disk.name.as_str()).collect();
+            return DiskCheck::Refused(format!(
+                "there is no disk '{}' (disks: {}); nothing was changed",
+                name.as_str(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        };
+        if Some(f.disk.name.as_str()) == boot_disk {
+            return DiskCheck::Refused(format!(
+                "{} is the boot device; nothing was changed",
+                name.as_str()
+            ));
+        }
+        if f.disk.read_only {
+            return DiskCheck::Refused(format!(
+                "{} is read-only; nothing was changed",
+                name.as_str()
+            ));
+        }
+        if let Some(what) = disk_in_use(f) {
+            if !force {
+                return DiskCheck::Refused(format!(
+                    "{} holds {what}; nothing was changed. To erase it, repeat the command with 'force' \
+                     and confirm with the disk's name or serial",
+                    name.as_str()
+                ));
+            }
+            let mut answers = vec![f.disk.name.clone()];
+            if !f.disk.serial.is_empty() {
+                answers.push(f.disk.serial.clone());
+            }
+            if !confirmations.iter().any(|c| answers.contains(c)) {
+                return DiskCheck::Confirm {
+                    question: format!(
+                        "{} ({}, serial {}) holds {what}. Everything on it will be erased.\n\
+                         Type its name ({}) or serial to confirm, anything else to cancel:",
+                        f.disk.name,
+                        disks::human_size(f.disk.size_bytes),
+                        if f.disk.serial.is_empty() {
+                            "-"
+                        } else {
+                            &f.disk.serial
+                        },
+                        f.disk.name
+                    ),
+                    answers,
+                };
+            }
+        }
+        chosen.push(f.clone());
+    }
+    DiskCheck::Ok(chosen)
+}
+
+/// Formats the two disks as pool `name`, mounts it and prepares the metadata subvolume.
+/// Returns the new pool's configuration entry.
+pub fn create(name: &PoolName, disks: &[Found]) -> Result<PoolConfig, String> {
+    if !crate::system::info::entropy_ready() {
+        return Err(
+            "the kernel's random pool is not ready yet, so the pool's UUIDs cannot be made; \
+                    add a hardware RNG (virtio-rng, TPM) or wait a minute and try again"
+                .into(),
+        );
+    }
+    let paths: Vec<PathBuf> = disks.iter().map(|d| dev_path(&d.disk.name)).collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let fsid =
+        btrfs::mkfs_raid1(&refs, name.as_str()).map_err(|e| format!("formatting failed: {e}"))?;
+    for p in &paths {
+        btrfs::scan_device(p).map_err(|e| e.to_string())?;
+    }
+    std::fs::create_dir_all(POOL_ROOT).map_err(|e| format!("cannot create {POOL_ROOT}: {e}"))?;
+    btrfs::mount_pool(&paths, Path::new(POOL_ROOT), false, None, "")
+        .map_err(|e| format!("cannot mount the new pool: {e}"))?;
+    // btrfs-mkfs leaves the first system chunk `single` on one member: convert everything to
+    // RAID1 now, while the pool is empty and it takes milliseconds.
+    btrfs::balance_convert_raid1(Path::new(POOL_ROOT))
+        .map_err(|e| format!("cannot mirror the new pool's chunks: {e}"))?;
+    btrfs::create_subvolume(Path::new(POOL_ROOT), META_SUBVOL)
+        .map_err(|e| format!("cannot create the metadata subvolume: {e}"))?;
+    std::fs::create_dir_all(config_dir())
+        .map_err(|e| format!("cannot create {}: {e}", config_dir().display()))?;
+    mount_pool_dir(name.as_str())?;
+    Ok(PoolConfig {
+        name: name.clone(),
+        uuid: *fsid.as_bytes(),
+    })
+}
+
+/// The pool's status.
+pub fn status(
+    config: &Config,
+    degraded_mount: bool,
+    job: Option<String>,
+    last_scrub: Option<ScrubSummary>,
+) -> Option<PoolStatus> {
+    let pool = config.pool.as_ref()?;
+    let root = Path::new(POOL_ROOT);
+    let schedule = config.scrub.to_string();
+    let mut st = PoolStatus {
+        name: pool.name.as_str().to_string(),
+        uuid: uuid::Uuid::from_bytes(pool.uuid).to_string(),
+        health: Health::Unavailable,
+        mountpoint: pool_mountpoint(pool.name.as_str()).display().to_string(),
+        members: Vec::new(),
+        size_bytes: 0,
+        used_bytes: 0,
+        free_bytes: 0,
+        profiles: Vec::new(),
+        job,
+        last_scrub,
+        scrub_schedule: schedule,
+        advice: Vec::new(),
+    };
+    let devices = match btrfs::devices(root) {
+        Ok(d) => d,
+        Err(e) => {
+            st.advice.push(format!(
+                "the pool is not mounted ({e}); check that its disks are attached, then reboot"
+            ));
+            return Some(st);
+        }
+    };
+    let all_disks = disks::list();
+    for d in &devices {
+        let disk = d
+            .path
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|_| !d.missing);
+        let serial = disk
+            .as_ref()
+            .and_then(|n| all_disks.iter().find(|x| &x.name == n))
+            .map(|x| x.serial.clone())
+            .unwrap_or_default();
+        let errors = btrfs::device_stats(root, d.devid)
+            .map(|e| ErrorCounters {
+                read: e.read,
+                write: e.write,
+                flush: e.flush,
+                corruption: e.corruption,
+                generation: e.generation,
+            })
+            .unwrap_or_default();
+        st.members.push(MemberStatus {
+            devid: d.devid,
+            disk,
+            serial,
+            size_bytes: d.size,
+            missing: d.missing,
+            errors,
+        });
+    }
+    let missing = st.members.iter().filter(|m| m.missing).count();
+    if let Ok(vfs) = rustix::fs::statvfs(root) {
+        st.size_bytes = vfs.f_blocks * vfs.f_frsize;
+        st.free_bytes = vfs.f_bavail * vfs.f_frsize;
+        st.used_bytes = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+    }
+    if let Ok(spaces) = btrfs::space_info(root) {
+        for sp in spaces
+            .iter()
+            .filter(|s| s.kind != btrfs::BlockGroupKind::GlobalReserve)
+        {
+            let entry = (sp.kind.to_string(), sp.profile.to_string());
+            if !st.profiles.contains(&entry) {
+                st.profiles.push(entry);
+            }
+        }
+    }
+    let unmirrored: Vec<String> = st
+        .profiles
+        .iter()
+        .filter(|(_, p)| p != "RAID1")
+        .map(|(k, p)| format!("{k} {p}"))
+        .collect();
+    st.health = if missing > 0 || degraded_mount || !unmirrored.is_empty() {
+        Health::Degraded
+    } else {
+        Health::Online
+    };
+    if missing > 0 {
+        st.advice.push(format!(
+            "{missing} member(s) missing: the pool has no redundancy. Attach a blank disk at least as \
+             large and run 'pool replace missing DISK'"
+        ));
+    } else if !unmirrored.is_empty() {
+        st.advice.push(format!(
+            "chunks not mirrored ({}): run 'pool replace' to finish, or wait for the running re-mirror",
+            unmirrored.join(", ")
+        ));
+    }
+    for m in &st.members {
+        let e = m.errors;
+        if e.read + e.write + e.flush + e.corruption + e.generation > 0 {
+            st.advice.push(format!(
+                "devid {} has recorded errors; run 'pool scrub start' and watch the counters; \
+                 if they keep rising, replace the disk",
+                m.devid
+            ));
+        }
+    }
+    if let Some(s) = &st.last_scrub {
+        if s.uncorrectable > 0 {
+            st.advice.push(format!(
+                "the last scrub found {} uncorrectable error(s): some data is damaged on both copies; \
+                 restore the affected files from a backup or snapshot (see 'log')",
+                s.uncorrectable
+            ));
+        }
+    }
+    Some(st)
+}
+
+/// Which pool each disk belongs to, for `disks` and `status`.
+pub fn disk_roles() -> Vec<(String, String)> {
+    discover()
+        .into_iter()
+        .filter_map(|f| {
+            let (_, label, devid, _) = f.member()?;
+            Some((f.disk.name.clone(), format!("pool {label} (devid {devid})")))
+        })
+        .collect()
+}
+
+/// Resolves the member a replace takes out.
+pub fn member_devid(old: &MemberRef) -> Result<u64, String> {
+    let devices = btrfs::devices(Path::new(POOL_ROOT))
+        .map_err(|e| format!("the pool is not mounted: {e}"))?;
+    let pick = match old {
+        MemberRef::Missing => devices.iter().find(|d| d.missing),
+        MemberRef::Devid(id) => devices.iter().find(|d| d.devid == *id),
+        MemberRef::Disk(name) => devices.iter().find(|d| {
+            !d.missing
+                && d.path
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| n == name.as_str())
+        }),
+    };
+    pick.map(|d| d.devid).ok_or_else(|| match old {
+        MemberRef::Missing => {
+            "no member is missing; name the member to replace by devid or disk".to_string()
+        }
+        MemberRef::Devid(id) => {
+            format!("the pool has no devid {id}; 'pool status' lists the members")
+        }
+        MemberRef::Disk(n) => format!(
+            "{} is not a member of the pool; 'pool status' lists the members",
+            n.as_str()
+        ),
+    })
+}
+
+/// Replaces `devid` with `new` and re-mirrors every chunk (blocking: run it in a thread).
+/// Reports progress through `progress`.
+pub fn replace_and_remirror(
+    devid: u64,
+    new: &Path,
+    progress: &(dyn Fn(String) + Sync),
+) -> Result<(), String> {
+    let root = Path::new(POOL_ROOT);
+    progress(format!(
+        "replacing devid {devid} with {}: starting",
+        new.display()
+    ));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        // The replace ioctl blocks until the copy is done; report its progress meanwhile.
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(st) = btrfs::replace_status(root) {
+                    progress(format!(
+                        "replacing devid {devid} with {}: {:.1}%",
+                        new.display(),
+                        st.percent
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        let r = btrfs::replace_start(root, devid, new);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    result.map_err(|e| format!("replace failed: {e}"))?;
+    progress("re-mirroring chunks written while degraded".into());
+    let relocated =
+        btrfs::balance_convert_raid1(root).map_err(|e| format!("re-mirroring failed: {e}"))?;
+    log::info!("re-mirroring relocated {relocated} chunk(s)");
+    Ok(())
+}
+
+/// Scrubs every present member (blocking: run it in a thread).
+pub fn scrub(progress: &(dyn Fn(String) + Sync)) -> Result<ScrubSummary, String> {
+    let root = Path::new(POOL_ROOT);
+    let started = now();
+    let devices = btrfs::devices(root).map_err(|e| format!("the pool is not mounted: {e}"))?;
+    let mut summary = ScrubSummary {
+        started,
+        ..Default::default()
+    };
+    for d in devices.iter().filter(|d| !d.missing) {
+        progress(format!("scrubbing devid {}", d.devid));
+        match btrfs::scrub_device(root, d.devid, false) {
+            Ok(r) => {
+                summary.bytes_scrubbed += r.bytes_scrubbed;
+                summary.corrected += r.corrected;
+                summary.uncorrectable += r.uncorrectable;
+            }
+            Err(btrfs::BtrfsError::Cancelled { .. }) => {
+                summary.cancelled = true;
+                break;
+            }
+            Err(e) => return Err(format!("scrub of devid {} failed: {e}", d.devid)),
+        }
+    }
+    summary.finished = now();
+    Ok(summary)
+}
+
+/// Cancels a running scrub.
+pub fn scrub_cancel() -> Result<(), String> {
+    btrfs::scrub_cancel(Path::new(POOL_ROOT))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Unix time in seconds.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Creates a dataset: subvolume, properties, mount. Undoes what it did on failure.
+pub fn dataset_create(
+    config: &Config,
+    name: &DatasetName,
+    props: &DatasetProps,
+) -> Result<DatasetConfig, String> {
+    let pool = config
+        .pool
+        .as_ref()
+        .ok_or("there is no pool yet; create one with 'pool create'")?;
+    if config.datasets.iter().any(|d| d.name == *name) {
+        return Err(format!(
+            "dataset '{}' already exists; 'dataset list' shows them",
+            name.as_str()
+        ));
+    }
+    let (uid, gid) = props.owner.unwrap_or((0, 0));
+    let ds = DatasetConfig {
+        name: name.clone(),
+        quota: props.quota.flatten(),
+        compression: props.compression.unwrap_or(Compression::None),
+        uid,
+        gid,
+        mode: props.mode.unwrap_or(0o755),
+    };
+    let path = Path::new(POOL_ROOT).join(name.as_str());
+    if path.exists() {
+        return Err(format!(
+            "the pool already holds '{}' (not a dataset Tank knows); nothing was changed",
+            name.as_str()
+        ));
+    }
+    btrfs::create_subvolume(Path::new(POOL_ROOT), name.as_str())
+        .map_err(|e| format!("cannot create the subvolume: {e}"))?;
+    let result = apply_props(&path, &ds, true)
+        .and_then(|()| mount_dataset(pool.name.as_str(), name.as_str()));
+    if let Err(e) = result {
+        let _ = unmount_dataset(pool.name.as_str(), name.as_str());
+        let _ = btrfs::delete_subvolume(&path);
+        return Err(format!("{e}; nothing was changed"));
+    }
+    Ok(ds)
+}
+
+/// Applies a dataset's properties to its subvolume root.
+fn apply_props(path: &Path, ds: &DatasetConfig, new: bool) -> Result<(), String> {
+    let compression = match ds.compression {
+        Compression::None => btrfs::Compression::None,
+        Compression::Zstd => btrfs::Compression::Zstd,
+        Compression::Lzo => btrfs::Compression::Lzo,
+        Compression::Zlib => btrfs::Compression::Zlib,
+    };
+    btrfs::set_compression(path, compression)
+        .map_err(|e| format!("cannot set compression: {e}"))?;
+    rustix::fs::chown(
+        path,
+        Some(rustix::process::Uid::from_raw(ds.uid)),
+        Some(rustix::process::Gid::from_raw(ds.gid)),
+    )
+    .map_err(|e| format!("cannot set the owner of {}: {e}", path.display()))?;
+    rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(ds.mode))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+    if ds.quota.is_some() || !new {
+        set_quota(path, ds.quota.map(|q| q.bytes()))?;
+    }
+    Ok(())
+}
+
+fn set_quota(path: &Path, limit: Option<u64>) -> Result<(), String> {
+    let root = Path::new(POOL_ROOT);
+    let enabled = btrfs::quotas_enabled(root).unwrap_or(false);
+    if limit.is_none() && !enabled {
+        return Ok(());
+    }
+    if !enabled {
+        log::info!("enabling simple quotas on the pool (first dataset quota)");
+        btrfs::enable_simple_quotas(root).map_err(|e| format!("cannot enable quotas: {e}"))?;
+    }
+    let id = btrfs::subvolume_id(path).map_err(|e| e.to_string())?;
+    match limit {
+        Some(bytes) => btrfs::set_subvolume_limit(root, id, bytes),
+        None => btrfs::clear_subvolume_limit(root, id),
+    }
+    .map_err(|e| format!("cannot set the quota: {e}"))
+}
+
+/// Changes a dataset's properties; returns the new entry.
+pub fn dataset_set(
+    config: &Config,
+    name: &DatasetName,
+    props: &DatasetProps,
+) -> Result<DatasetConfig, String> {
+    let old = config
+        .datasets
+        .iter()
+        .find(|d| d.name == *name)
+        .ok_or_else(|| {
+            format!(
+                "there is no dataset '{}'; 'dataset list' shows them",
+                name.as_str()
+            )
+        })?;
+    let mut ds = old.clone();
+    if let Some(q) = props.quota {
+        ds.quota = q;
+    }
+    if let Some(c) = props.compression {
+        ds.compression = c;
+    }
+    if let Some((u, g)) = props.owner {
+        ds.uid = u;
+        ds.gid = g;
+    }
+    if let Some(m) = props.mode {
+        ds.mode = m;
+    }
+    let path = Path::new(POOL_ROOT).join(name.as_str());
+    if let Err(e) = apply_props(&path, &ds, false) {
+        // Put back what was there.
+        let _ = apply_props(&path, old, false);
+        return Err(format!("{e}; the dataset keeps its previous settings"));
+    }
+    Ok(ds)
+}
+
+/// Unmounts and deletes a dataset.
+pub fn dataset_destroy(config: &Config, name: &DatasetName) -> Result<(), String> {
+    let pool = config.pool.as_ref().ok_or("there is no pool")?;
+    if !config.datasets.iter().any(|d| d.name == *name) {
+        return Err(format!(
+            "there is no dataset '{}'; 'dataset list' shows them",
+            name.as_str()
+        ));
+    }
+    unmount_dataset(pool.name.as_str(), name.as_str())?;
+    let path = Path::new(POOL_ROOT).join(name.as_str());
+    if let Err(e) = btrfs::delete_subvolume(&path) {
+        let _ = mount_dataset(pool.name.as_str(), name.as_str());
+        return Err(format!(
+            "cannot delete the subvolume: {e}; the dataset is still there"
+        ));
+    }
+    Ok(())
+}
+
+/// `dataset list`.
+pub fn dataset_list(config: &Config) -> Vec<DatasetInfo> {
+    let Some(pool) = &config.pool else {
+        return Vec::new();
+    };
+    let root = Path::new(POOL_ROOT);
+    let quotas_on = btrfs::quotas_enabled(root).unwrap_or(false);
+    config
+        .datasets
+        .iter()
+        .map(|ds| {
+            let path = root.join(ds.name.as_str());
+            let usage = if quotas_on {
+                btrfs::subvolume_id(&path)
+                    .ok()
+                    .and_then(|id| btrfs::subvolume_usage(root, id).ok())
+            } else {
+                None
+            };
+            let mountpoint = dataset_mountpoint(pool.name.as_str(), ds.name.as_str());
+            DatasetInfo {
+                name: ds.name.as_str().to_string(),
+                used: usage.map(|u| u.exclusive),
+                referenced: usage.map(|u| u.referenced),
+                quota: ds.quota.map(|q| q.bytes()),
+                compression: ds.compression.to_string(),
+                mounted: is_mountpoint(&mountpoint),
+                mountpoint: mountpoint.display().to_string(),
+                uid: ds.uid,
+                gid: ds.gid,
+                mode: ds.mode,
+            }
+        })
+        .collect()
+}
+
+/// Reads `bytes` from the start of a disk and returns MiB/s (for `disk readtest`).
+pub fn read_test(disk: &DiskName, bytes: u64) -> Result<f64, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dev_path(disk.as_str());
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // O_DIRECT wants aligned buffers: over-allocate and read into an aligned window.
+    let chunk = 1usize << 20;
+    let mut raw = vec![0u8; chunk + 4096];
+    let offset = raw.as_ptr().align_offset(4096);
+    let buf = &mut raw[offset..offset + chunk];
+    let start = Instant::now();
+    let mut done = 0u64;
+    while done < bytes {
+        let n = f
+            .read(buf)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        done += n as u64;
+    }
+    let secs = start.elapsed().as_secs_f64().max(1e-6);
+    Ok(done as f64 / 1048576.0 / secs)
+}

@@ -1,0 +1,383 @@
+//! Storage tests on the default board, each on fresh disk images: the mirrored pool, its
+//! datasets with quotas and properties, the configuration store across reboots and power cuts,
+//! refusal of disks holding data, degraded boot and replace, bit rot repaired by scrub.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tank_tests::guest::Guest;
+
+const T: Duration = Duration::from_secs(60);
+const GIB: u64 = 1 << 30;
+
+/// Runs a command that must succeed (its output has no `error:`).
+fn ok(guest: &mut Guest, line: &str) -> String {
+    let out = guest
+        .run(line, Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{line}: {e:#}"));
+    assert!(!out.contains("error:"), "'{line}' failed:\n{out}");
+    out
+}
+
+/// Runs a command that must fail with a message containing `needle`.
+fn fails(guest: &mut Guest, line: &str, needle: &str) -> String {
+    let out = guest
+        .run(line, T)
+        .unwrap_or_else(|e| panic!("{line}: {e:#}"));
+    assert!(
+        out.contains("error:") && out.contains(needle),
+        "'{line}' should fail with '{needle}':\n{out}"
+    );
+    out
+}
+
+/// Waits until the services table shows the pool in `state`.
+fn wait_pool(guest: &mut Guest, state: &str) -> String {
+    guest
+        .run_until("status", Duration::from_secs(120), |s| {
+            s.lines()
+                .any(|l| l.trim_start().starts_with("pool ") && l.contains(state))
+        })
+        .unwrap_or_else(|e| panic!("pool never reached '{state}': {e:#}"))
+}
+
+fn sha256_of_file(out: &str) -> String {
+    out.split("sha256 ")
+        .nth(1)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn poweroff(guest: &mut Guest) {
+    guest.send(b"poweroff\r").unwrap();
+    let exit = guest
+        .wait_exit(Duration::from_secs(60))
+        .expect("QEMU exits after poweroff");
+    assert!(exit.success(), "QEMU exit status {exit}");
+}
+
+/// The kernel name of the disk the harness gave `serial`.
+fn disk_named(guest: &mut Guest, serial: &str) -> String {
+    let out = ok(guest, "disks");
+    out.lines()
+        .find(|l| l.contains(serial))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no disk with serial {serial}:\n{out}"))
+        .to_string()
+}
+
+fn create_pool(guest: &mut Guest) {
+    wait_pool(guest, "no pool");
+    let a = disk_named(guest, "TANK-SDA");
+    let b = disk_named(guest, "TANK-SDB");
+    let out = ok(guest, &format!("pool create tank mirror {a} {b}"));
+    assert!(out.contains("pool tank created"), "{out}");
+}
+
+fn file_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn pool_datasets_quota_reboot_and_power_cut() {
+    let disks = tank_tests::fresh_disks("pool", &[GIB, GIB]);
+    let mut guest = tank_tests::boot_default("pool", &disks);
+    create_pool(&mut guest);
+
+    // Bad input first: clear errors, nothing created.
+    fails(&mut guest, "dataset create ..", "..");
+    fails(&mut guest, "dataset create a/b", "/");
+    fails(&mut guest, "dataset create \"two words\"", "two words");
+    fails(&mut guest, "dataset create \"\"", "empty");
+    fails(
+        &mut guest,
+        &format!("dataset create {}", "x".repeat(65)),
+        "64",
+    );
+    fails(&mut guest, "dataset create media quota lots", "lots");
+    fails(&mut guest, "dataset create media quota 0", "0");
+    fails(
+        &mut guest,
+        "dataset create media compression gzip9",
+        "gzip9",
+    );
+    fails(
+        &mut guest,
+        "pool create other mirror sdx sdy",
+        "already exists",
+    );
+    fails(&mut guest, "dataset set nothere quota 1G", "nothere");
+    let list = ok(&mut guest, "dataset list");
+    assert!(
+        list.contains("no datasets"),
+        "bad input created something:\n{list}"
+    );
+
+    // Three datasets with properties.
+    ok(&mut guest, "dataset create vms quota 64M");
+    ok(
+        &mut guest,
+        "dataset create media compression zstd owner 1000:1000 mode 0775",
+    );
+    ok(&mut guest, "dataset create backups mode 0700");
+    fails(&mut guest, "dataset create media", "already exists");
+    let list = ok(&mut guest, "dataset list");
+    for name in ["vms", "media", "backups"] {
+        assert!(list.contains(&format!("/mnt/tank/{name}")), "{list}");
+    }
+    assert!(!list.contains("NOT MOUNTED"), "{list}");
+
+    // Data in each.
+    let vms = sha256_of_file(&ok(&mut guest, "file write vms/disk.raw 8M seed vm"));
+    let media = sha256_of_file(&ok(&mut guest, "file write media/show/ep1.mkv 4M seed ep1"));
+    let backups = sha256_of_file(&ok(&mut guest, "file write backups/db.dump 1M seed db"));
+
+    // Quota: writing past 64M fails with EDQUOT and the pool stays healthy.
+    let out = fails(&mut guest, "file write vms/big.raw 80M seed big", "EDQUOT");
+    assert!(out.contains("quota"), "{out}");
+    let status = ok(&mut guest, "pool status");
+    assert!(status.contains("ONLINE"), "{status}");
+    assert!(
+        status.contains("data RAID1") && status.contains("metadata RAID1"),
+        "{status}"
+    );
+
+    // Reboot: pool, datasets, properties and data are all back.
+    guest.send(b"reboot\r").unwrap();
+    guest.expect("Rebooting", T).unwrap();
+    guest.wait_prompt(Duration::from_secs(180)).unwrap();
+    wait_pool(&mut guest, "tank mounted");
+    let list = ok(&mut guest, "dataset list");
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{list}"))
+            .to_string()
+    };
+    assert!(line("vms").contains("64.0 MiB"), "{list}");
+    assert!(
+        line("media").contains("zstd")
+            && line("media").contains("1000:1000")
+            && line("media").contains("775"),
+        "{list}"
+    );
+    assert!(line("backups").contains("700"), "{list}");
+    assert!(ok(&mut guest, "file checksum vms/disk.raw").contains(&vms));
+    assert!(ok(&mut guest, "file checksum media/show/ep1.mkv").contains(&media));
+    assert!(ok(&mut guest, "file checksum backups/db.dump").contains(&backups));
+
+    // Power cut right after an acknowledged change: the change survives.
+    ok(&mut guest, "dataset create late quota 10M");
+    guest.kill();
+    drop(guest);
+    let mut guest = tank_tests::boot_default("pool-after-cut", &disks);
+    wait_pool(&mut guest, "tank mounted");
+    let list = ok(&mut guest, "dataset list");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("late") && l.contains("10.0 MiB")),
+        "{list}"
+    );
+    assert!(ok(&mut guest, "pool status").contains("ONLINE"));
+    poweroff(&mut guest);
+}
+
+#[test]
+fn disks_holding_data_are_refused() {
+    let disks = tank_tests::fresh_disks("refuse", &[GIB, GIB]);
+    // sdb holds an ext4 filesystem, sda a GPT partition table.
+    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disks[1]));
+    run(Command::new("sh").arg("-c").arg(format!(
+        "echo 'label: gpt' | sfdisk -q {}",
+        disks[0].display()
+    )));
+    let before = [file_bytes(&disks[0]), file_bytes(&disks[1])];
+
+    let mut guest = tank_tests::boot_default("refuse", &disks);
+    wait_pool(&mut guest, "no pool");
+    let a = disk_named(&mut guest, "TANK-SDA");
+    let b = disk_named(&mut guest, "TANK-SDB");
+    fails(
+        &mut guest,
+        "pool create tank mirror sdx sdy",
+        "no disk 'sdx'",
+    );
+    fails(
+        &mut guest,
+        &format!("pool create Tank! mirror {a} {b}"),
+        "Tank!",
+    );
+    fails(
+        &mut guest,
+        &format!("pool create tank mirror {a} {a}"),
+        "twice",
+    );
+    let out = fails(
+        &mut guest,
+        &format!("pool create tank mirror {a} {b}"),
+        "nothing was changed",
+    );
+    assert!(out.contains("GPT") || out.contains("partition"), "{out}");
+    let out = fails(
+        &mut guest,
+        &format!("pool create tank mirror {b} {a}"),
+        "ext4",
+    );
+    assert!(out.contains("force"), "{out}");
+    // Forcing still asks; a wrong answer changes nothing.
+    guest.skip_output();
+    guest
+        .send(format!("pool create tank mirror {a} {b} force\r").as_bytes())
+        .unwrap();
+    guest.expect("to confirm", T).unwrap();
+    guest.expect("confirm> ", T).unwrap();
+    let out = guest.run("not-the-disk", T).unwrap();
+    assert!(out.contains("not confirmed"), "{out}");
+    let status = ok(&mut guest, "status");
+    assert!(status.contains("no pool"), "{status}");
+    poweroff(&mut guest);
+    let after = [file_bytes(&disks[0]), file_bytes(&disks[1])];
+    assert!(before[0] == after[0], "sda's bytes changed");
+    assert!(before[1] == after[1], "sdb's bytes changed");
+}
+
+#[test]
+fn degraded_boot_then_replace() {
+    let disks = tank_tests::fresh_disks("degraded", &[GIB, GIB, GIB]);
+    let mut guest = tank_tests::boot_default("degraded-1", &disks[..2]);
+    create_pool(&mut guest);
+    ok(&mut guest, "dataset create media");
+    let sum = sha256_of_file(&ok(&mut guest, "file write media/keep.bin 6M seed keep"));
+    poweroff(&mut guest);
+
+    // sdb is gone; a blank disk sits in its place.
+    let mut guest = tank_tests::boot_default("degraded-2", &[disks[0].clone(), disks[2].clone()]);
+    let status = wait_pool(&mut guest, "DEGRADED");
+    assert!(status.contains("DEGRADED"), "{status}");
+    assert!(
+        guest.transcript().contains("IS DEGRADED"),
+        "no degraded banner on the console"
+    );
+    let pool = ok(&mut guest, "pool status");
+    assert!(
+        pool.contains("MISSING") && pool.contains("pool replace missing"),
+        "{pool}"
+    );
+    assert!(ok(&mut guest, "file checksum media/keep.bin").contains(&sum));
+    let written = sha256_of_file(&ok(
+        &mut guest,
+        "file write media/while-degraded.bin 3M seed deg",
+    ));
+
+    let blank = disk_named(&mut guest, "TANK-SDB");
+    ok(&mut guest, &format!("pool replace missing {blank}"));
+    let pool = guest
+        .run_until("pool status", Duration::from_secs(600), |s| {
+            s.contains("ONLINE") && !s.contains("running:")
+        })
+        .expect("the pool is ONLINE again after replace");
+    assert!(
+        !pool.contains("single") && !pool.contains("MISSING"),
+        "{pool}"
+    );
+    assert!(
+        pool.contains("data RAID1")
+            && pool.contains("metadata RAID1")
+            && pool.contains("system RAID1"),
+        "{pool}"
+    );
+    assert!(ok(&mut guest, "file checksum media/keep.bin").contains(&sum));
+    assert!(ok(&mut guest, "file checksum media/while-degraded.bin").contains(&written));
+    poweroff(&mut guest);
+}
+
+#[test]
+fn bit_rot_is_repaired_by_scrub() {
+    let disks = tank_tests::fresh_disks("bitrot", &[GIB, GIB]);
+    let mut guest = tank_tests::boot_default("bitrot-1", &disks);
+    create_pool(&mut guest);
+    ok(&mut guest, "dataset create media compression none");
+    let sum = sha256_of_file(&ok(&mut guest, "file write media/rot.bin 2M seed ROTTEN"));
+    poweroff(&mut guest);
+
+    // Overwrite one copy of 64 KiB of the file on sda's image, superblocks untouched.
+    let mut image = file_bytes(&disks[0]);
+    let needle = b"ROTTEN 0000000000000000";
+    let at = image
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the test data is on sda");
+    assert!(at > 1 << 20, "the data sits where the superblocks are");
+    for b in &mut image[at..at + 65536] {
+        *b = 0x5a;
+    }
+    std::fs::write(&disks[0], &image).unwrap();
+    drop(image);
+
+    let mut guest = tank_tests::boot_default("bitrot-2", &disks);
+    wait_pool(&mut guest, "tank mounted");
+    assert!(
+        ok(&mut guest, "file checksum media/rot.bin").contains(&sum),
+        "a read returned bad data"
+    );
+    ok(&mut guest, "pool scrub start");
+    let out = guest
+        .run_until("pool scrub status", Duration::from_secs(300), |s| {
+            s.contains("last scrub finished")
+        })
+        .expect("the scrub finishes");
+    let corrected: u64 = out
+        .split("corrected ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(corrected > 0, "scrub corrected nothing:\n{out}");
+    assert!(out.contains("uncorrectable 0"), "{out}");
+    assert!(ok(&mut guest, "file checksum media/rot.bin").contains(&sum));
+    poweroff(&mut guest);
+    btrfs_check(&disks);
+}
+
+/// `btrfs check --readonly` on the pool's images through loop devices.
+fn btrfs_check(disks: &[PathBuf]) {
+    let mut loops = Vec::new();
+    for d in disks {
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(d)
+            .output()
+            .expect("losetup (util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        loops.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    for l in &loops {
+        let _ = Command::new("btrfs").args(["device", "scan", l]).output();
+    }
+    let out = Command::new("btrfs")
+        .args(["check", "--readonly", &loops[0]])
+        .output()
+        .expect("btrfs check (btrfs-progs)");
+    for l in &loops {
+        let _ = Command::new("losetup").args(["-d", l]).status();
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("no error found"),
+        "btrfs check:\n{text}"
+    );
+}
+
+fn run(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed");
+}
