@@ -187,11 +187,10 @@ fn pool_datasets_quota_reboot_and_power_cut() {
 fn disks_holding_data_are_refused() {
     let disks = tank_tests::fresh_disks("refuse", &[GIB, GIB]);
     // sdb holds an ext4 filesystem, sda a GPT partition table.
-    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disks[1]));
-    run(Command::new("sh").arg("-c").arg(format!(
-        "echo 'label: gpt' | sfdisk -q {}",
-        disks[0].display()
-    )));
+    run(Command::new("timeout")
+        .args(["120", "mkfs.ext4", "-q", "-F"])
+        .arg(&disks[1]));
+    write_gpt(&disks[0]);
     let before = [file_bytes(&disks[0]), file_bytes(&disks[1])];
 
     let mut guest = tank_tests::boot_default("refuse", &disks);
@@ -340,7 +339,55 @@ fn bit_rot_is_repaired_by_scrub() {
     btrfs_check(&disks);
 }
 
-/// `btrfs check --readonly` on the pool's images through loop devices.
+/// Writes a GPT partition table with one Linux partition (protective MBR, primary header and
+/// entries with their CRCs), as a partitioning tool would. Written here rather than with
+/// sfdisk, which syncs every filesystem of the host.
+fn write_gpt(path: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let size = std::fs::metadata(path).unwrap().len();
+    let last_lba = size / 512 - 1;
+    let mut mbr = [0u8; 512];
+    mbr[446 + 1..446 + 4].copy_from_slice(&[0x00, 0x02, 0x00]);
+    mbr[446 + 4] = 0xee;
+    mbr[446 + 5..446 + 8].copy_from_slice(&[0xff, 0xff, 0xff]);
+    mbr[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+    mbr[446 + 12..446 + 16].copy_from_slice(&(last_lba.min(0xffff_ffff) as u32).to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    // One entry: Linux filesystem data, LBA 2048 to the last usable LBA.
+    let mut entries = vec![0u8; 128 * 128];
+    let linux: [u8; 16] = [
+        0xaf, 0x3d, 0xc6, 0x0f, 0x83, 0x84, 0x72, 0x47, 0x8e, 0x79, 0x3d, 0x69, 0xd8, 0x47, 0x7d,
+        0xe4,
+    ];
+    entries[..16].copy_from_slice(&linux);
+    entries[16..32].copy_from_slice(&[0x42; 16]);
+    entries[32..40].copy_from_slice(&2048u64.to_le_bytes());
+    entries[40..48].copy_from_slice(&(last_lba - 34).to_le_bytes());
+    let mut header = [0u8; 92];
+    header[..8].copy_from_slice(b"EFI PART");
+    header[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+    header[12..16].copy_from_slice(&92u32.to_le_bytes());
+    header[24..32].copy_from_slice(&1u64.to_le_bytes());
+    header[32..40].copy_from_slice(&last_lba.to_le_bytes());
+    header[40..48].copy_from_slice(&34u64.to_le_bytes());
+    header[48..56].copy_from_slice(&(last_lba - 34).to_le_bytes());
+    header[56..72].copy_from_slice(&[0x17; 16]);
+    header[72..80].copy_from_slice(&2u64.to_le_bytes());
+    header[80..84].copy_from_slice(&128u32.to_le_bytes());
+    header[84..88].copy_from_slice(&128u32.to_le_bytes());
+    header[88..92].copy_from_slice(&crc32fast::hash(&entries).to_le_bytes());
+    let crc = crc32fast::hash(&header);
+    header[16..20].copy_from_slice(&crc.to_le_bytes());
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all(&mbr).unwrap();
+    f.write_all(&header).unwrap();
+    f.seek(SeekFrom::Start(1024)).unwrap();
+    f.write_all(&entries).unwrap();
+}
+
+/// `btrfs check --readonly` on the pool's images through loop devices. Each host command runs
+/// under `timeout`, so a host whose kernel is in trouble fails the test instead of hanging it.
 fn btrfs_check(disks: &[PathBuf]) {
     let mut loops = Vec::new();
     for d in disks {
@@ -357,7 +404,9 @@ fn btrfs_check(disks: &[PathBuf]) {
         loops.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
     for l in &loops {
-        let _ = Command::new("btrfs").args(["device", "scan", l]).output();
+        let _ = Command::new("timeout")
+            .args(["60", "btrfs", "device", "scan", l])
+            .output();
     }
     let out = Command::new("btrfs")
         .args(["check", "--readonly", &loops[0]])

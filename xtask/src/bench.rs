@@ -37,6 +37,78 @@ struct Bench {
     boot: BootFigures,
     /// The smallest of 64/96/128 MiB that reached the prompt.
     smallest_ram_mib: Option<u32>,
+    storage: StorageFigures,
+}
+
+#[derive(Serialize, Default)]
+struct StorageFigures {
+    /// `pool create` on two blank 2 GiB disks, guest time as the appliance reports it.
+    pool_create_s: f64,
+    /// Scrub throughput over the pool (both members, one after the other), MiB/s.
+    scrub_mib_s: f64,
+    /// Raw sequential read of one member (O_DIRECT), MiB/s.
+    raw_read_mib_s: f64,
+    /// scrub / raw.
+    scrub_to_raw_ratio: f64,
+}
+
+/// The first number after `key` in `text`.
+fn number_after(text: &str, key: &str) -> Option<f64> {
+    let i = text.find(key)? + key.len();
+    text[i..]
+        .trim_start()
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Pool creation time and scrub throughput against a raw read of one member.
+fn storage_figures(board: &'static board::Board, image_dir: &Path) -> Result<StorageFigures> {
+    let disks = tank_tests::fresh_disks("bench-storage", &[2 << 30, 2 << 30]);
+    let mut config = QemuConfig::new(board, image_dir.to_path_buf());
+    config.disks = disks;
+    config.accel = Accel::from_env().map_err(anyhow::Error::msg)?;
+    let mut guest = Guest::start(config, "bench-storage")?;
+    guest.wait_prompt(Duration::from_secs(120))?;
+    let t = Duration::from_secs(600);
+    guest.run_until("status", Duration::from_secs(120), |s| {
+        s.contains("no pool")
+    })?;
+    let disks = guest.run("disks", t)?;
+    let names: Vec<String> = disks
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    anyhow::ensure!(
+        names.len() >= 2,
+        "the guest shows fewer than two disks:\n{disks}"
+    );
+    let out = guest.run(
+        &format!("pool create tank mirror {} {}", names[0], names[1]),
+        t,
+    )?;
+    let mut fig = StorageFigures {
+        pool_create_s: number_after(&out, "created in")
+            .with_context(|| format!("pool create: {out}"))?,
+        ..Default::default()
+    };
+    guest.run("dataset create bench compression none", t)?;
+    let out = guest.run("file write bench/data.bin 128M seed bench", t)?;
+    anyhow::ensure!(out.contains("sha256"), "writing test data failed: {out}");
+    guest.run("pool scrub start", t)?;
+    let out = guest.run_until("pool scrub status", t, |s| {
+        s.contains("last scrub finished")
+    })?;
+    fig.scrub_mib_s = number_after(&out, "scrubbed at").with_context(|| format!("scrub: {out}"))?;
+    let out = guest.run(&format!("disk readtest {} 256M", names[0]), t)?;
+    fig.raw_read_mib_s =
+        number_after(&out, "sequential read").with_context(|| format!("readtest: {out}"))?;
+    fig.scrub_to_raw_ratio = fig.scrub_mib_s / fig.raw_read_mib_s.max(1e-9);
+    guest.send(b"poweroff\r")?;
+    let _ = guest.wait_exit(Duration::from_secs(60));
+    Ok(fig)
 }
 
 /// Pulls `init started at X s, prompt at Y s` and the memory line out of `status`.
@@ -132,6 +204,9 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
         }
     }
 
+    eprintln!("bench: storage (pool creation, scrub against raw read)");
+    bench.storage = storage_figures(board, &image_dir)?;
+
     let rows = [
         (
             "kernel",
@@ -176,6 +251,22 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
         (
             "init RSS",
             format!("{:.1} MiB", bench.boot.init_rss_kib as f64 / 1024.0),
+        ),
+        (
+            "pool create (2 x 2 GiB)",
+            format!("{:.2} s", bench.storage.pool_create_s),
+        ),
+        (
+            "scrub throughput",
+            format!("{:.1} MiB/s", bench.storage.scrub_mib_s),
+        ),
+        (
+            "raw sequential read, one member",
+            format!("{:.1} MiB/s", bench.storage.raw_read_mib_s),
+        ),
+        (
+            "scrub / raw read",
+            format!("{:.2}", bench.storage.scrub_to_raw_ratio),
         ),
         (
             "smallest RAM reaching the prompt",

@@ -39,11 +39,6 @@ pub const PREREQS: &[Prereq] = &[
         why: "`btrfs check` on pool images in tests",
     },
     Prereq {
-        package: "fdisk",
-        command: "sfdisk",
-        why: "partition tables on test disks",
-    },
-    Prereq {
         package: "util-linux",
         command: "losetup",
         why: "`btrfs check` of pool images through loop devices in tests",

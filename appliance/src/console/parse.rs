@@ -382,7 +382,7 @@ fn disk_name(text: &str) -> Result<DiskName, ParseError> {
 }
 
 fn size(text: &str) -> Result<Size, ParseError> {
-    Size::parse(text).map_err(|e| err(e.to_string(), "e.g. 512M, 10G, 1.5T"))
+    Size::parse(text).map_err(|e| err(e.to_string(), "see 'help'"))
 }
 
 fn parse_disk(rest: &[&str]) -> Result<Request, ParseError> {
@@ -402,7 +402,7 @@ fn parse_disk(rest: &[&str]) -> Result<Request, ParseError> {
 }
 
 fn pool_name(text: &str) -> Result<PoolName, ParseError> {
-    PoolName::parse(text).map_err(|e| err(e.to_string(), "e.g. 'tank'"))
+    PoolName::parse(text).map_err(|e| err(e.to_string(), "see 'help pool'"))
 }
 
 fn parse_pool(rest: &[&str]) -> Result<PoolRequest, ParseError> {
@@ -530,7 +530,7 @@ fn parse_time(text: &str) -> Result<(u8, u8), ParseError> {
 }
 
 fn dataset_name(text: &str) -> Result<DatasetName, ParseError> {
-    DatasetName::parse(text).map_err(|e| err(e.to_string(), "e.g. 'media'"))
+    DatasetName::parse(text).map_err(|e| err(e.to_string(), "see 'help dataset'"))
 }
 
 /// `quota 10G compression zstd owner 1000:1000 mode 0750` → properties.
@@ -549,13 +549,13 @@ fn parse_props(words: &[&str]) -> Result<DatasetProps, ParseError> {
             "quota" => {
                 props.quota = Some(
                     Size::parse_quota(value)
-                        .map_err(|e| err(e.to_string(), "e.g. 'quota 10G' or 'quota none'"))?,
+                        .map_err(|e| err(e.to_string(), "see 'help dataset'"))?,
                 )
             }
             "compression" | "compress" => {
                 props.compression = Some(
                     Compression::parse(value)
-                        .map_err(|e| err(e.to_string(), "use zstd, lzo, zlib or none"))?,
+                        .map_err(|e| err(e.to_string(), "see 'help dataset'"))?,
                 )
             }
             "owner" => {

@@ -69,7 +69,19 @@ pub fn status(s: &StatusReport) -> String {
             p.job.as_ref().map(|j| format!("; {j}")).unwrap_or_default()
         )),
         None => {
-            out.push_str("pool:     none (create one with 'pool create NAME mirror DISK DISK')\n")
+            let state = s
+                .services
+                .iter()
+                .find(|svc| svc.name == "pool")
+                .map(|svc| svc.state.as_str())
+                .unwrap_or("-");
+            if state == "no pool" {
+                out.push_str(
+                    "pool:     none (create one with 'pool create NAME mirror DISK DISK')\n",
+                );
+            } else {
+                out.push_str(&format!("pool:     {state}\n"));
+            }
         }
     }
     out.push_str("network:\n");

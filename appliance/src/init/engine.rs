@@ -37,6 +37,8 @@ pub struct Appliance {
     last_scrub: Option<ScrubSummary>,
     /// Unix time the pool was first mounted this boot.
     pool_since: Option<u64>,
+    /// MiB/s of the last scrub this boot.
+    last_scrub_rate: Option<f64>,
 }
 
 /// Where the pool is in its life this boot.
@@ -81,6 +83,7 @@ impl Appliance {
             job: None,
             last_scrub: None,
             pool_since: None,
+            last_scrub_rate: None,
         }
     }
 
@@ -300,7 +303,9 @@ impl Appliance {
     fn job_done(&mut self, outcome: JobOutcome) {
         self.job = None;
         match outcome {
-            JobOutcome::Scrub(Ok(summary)) => {
+            JobOutcome::Scrub(Ok((summary, secs))) => {
+                self.last_scrub_rate =
+                    Some(summary.bytes_scrubbed as f64 / 1048576.0 / secs.max(1e-3));
                 let line = format!(
                     "scrub {}: corrected {}, uncorrectable {}",
                     if summary.cancelled {
@@ -483,9 +488,11 @@ impl Appliance {
                 new.datasets.clear();
                 match crate::config::Store::open(&crate::storage::config_dir()) {
                     Ok((store, _)) => self.store = Some(store),
-                    Err(e) => return Err(format!(
+                    Err(e) => {
+                        return Err(format!(
                         "the pool was created but its configuration store cannot be opened: {e}"
-                    )),
+                    ))
+                    }
                 }
                 self.commit(new)?;
                 let size = self
@@ -565,10 +572,13 @@ impl Appliance {
                 }
                 match &self.last_scrub {
                     Some(s) => lines.push(format!(
-                        "last scrub {} {}: {} scrubbed, corrected {}, uncorrectable {}",
+                        "last scrub {} {}: {} scrubbed{}, corrected {}, uncorrectable {}",
                         if s.cancelled { "cancelled" } else { "finished" },
                         crate::system::info::utc_timestamp(s.finished),
                         crate::system::disks::human_size(s.bytes_scrubbed),
+                        self.last_scrub_rate
+                            .map(|r| format!(" at {r:.1} MiB/s"))
+                            .unwrap_or_default(),
                         s.corrected,
                         s.uncorrectable
                     )),

@@ -39,7 +39,8 @@ pub enum Event {
 
 /// The end of a long storage job.
 pub enum JobOutcome {
-    Scrub(Result<crate::storage::ScrubSummary, String>),
+    /// The scrub's summary and how long it took in seconds.
+    Scrub(Result<(crate::storage::ScrubSummary, f64), String>),
     Replace(Result<(), String>),
 }
 

@@ -548,9 +548,10 @@ pub fn replace_and_remirror(
 }
 
 /// Scrubs every present member (blocking: run it in a thread).
-pub fn scrub(progress: &(dyn Fn(String) + Sync)) -> Result<ScrubSummary, String> {
+pub fn scrub(progress: &(dyn Fn(String) + Sync)) -> Result<(ScrubSummary, f64), String> {
     let root = Path::new(POOL_ROOT);
     let started = now();
+    let clock = Instant::now();
     let devices = btrfs::devices(root).map_err(|e| format!("the pool is not mounted: {e}"))?;
     let mut summary = ScrubSummary {
         started,
@@ -558,7 +559,29 @@ pub fn scrub(progress: &(dyn Fn(String) + Sync)) -> Result<ScrubSummary, String>
     };
     for d in devices.iter().filter(|d| !d.missing) {
         progress(format!("scrubbing devid {}", d.devid));
-        match btrfs::scrub_device(root, d.devid, false) {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let result = std::thread::scope(|s| {
+            // The scrub ioctl blocks until the device is done; report its progress meanwhile.
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    if let Ok(all) = btrfs::scrub_progress(root) {
+                        if let Some((_, Some(p))) = all.iter().find(|(id, _)| *id == d.devid) {
+                            progress(format!(
+                                "scrubbing devid {}: {} done, {} error(s) so far",
+                                d.devid,
+                                disks::human_size(p.bytes_scrubbed),
+                                p.errors()
+                            ));
+                        }
+                    }
+                }
+            });
+            let r = btrfs::scrub_device(root, d.devid, false);
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            r
+        });
+        match result {
             Ok(r) => {
                 summary.bytes_scrubbed += r.bytes_scrubbed;
                 summary.corrected += r.corrected;
@@ -572,7 +595,7 @@ pub fn scrub(progress: &(dyn Fn(String) + Sync)) -> Result<ScrubSummary, String>
         }
     }
     summary.finished = now();
-    Ok(summary)
+    Ok((summary, clock.elapsed().as_secs_f64()))
 }
 
 /// Cancels a running scrub.
