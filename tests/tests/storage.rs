@@ -180,6 +180,22 @@ fn pool_datasets_quota_reboot_and_power_cut() {
         "{list}"
     );
     assert!(ok(&mut guest, "pool status").contains("ONLINE"));
+
+    // Destroy asks for the dataset's name; a wrong answer keeps it, the right one removes it.
+    guest.skip_output();
+    guest.send(b"dataset destroy late\r").unwrap();
+    guest.expect("confirm> ", T).unwrap();
+    assert!(guest.run("lat", T).unwrap().contains("not confirmed"));
+    assert!(ok(&mut guest, "dataset list").contains("late"));
+    guest.skip_output();
+    guest.send(b"dataset destroy late\r").unwrap();
+    guest.expect("confirm> ", T).unwrap();
+    assert!(guest
+        .run("late", T)
+        .unwrap()
+        .contains("dataset late destroyed"));
+    let list = ok(&mut guest, "dataset list");
+    assert!(!list.contains("late") && list.contains("media"), "{list}");
     poweroff(&mut guest);
 }
 

@@ -19,12 +19,7 @@ pub mod record;
 pub mod store;
 
 pub use model::{
-    check_hostname, check_iface_name, Config, ConfigError, DatasetConfig, NetIface, NetMethod,
-    PoolConfig, ScrubSchedule, ScrubSummary,
+    Config, DatasetConfig, NetIface, NetMethod, PoolConfig, ScrubSchedule, ScrubSummary,
 };
-pub use names::{
-    Compression, CompressionError, DatasetName, DatasetNameError, Gid, IdError, Mode, ModeError,
-    PoolName, PoolNameError, Size, SizeError, Uid, MAX_ID,
-};
-pub use record::{decode, encode, ContentError, EncodeError, RecordError, CURRENT_VERSION};
-pub use store::{Loaded, Store, StoreError};
+pub use names::{Compression, DatasetName, Gid, Mode, PoolName, Size, Uid};
+pub use store::Store;

@@ -397,6 +397,7 @@ impl Config {
     }
 
     /// The configuration of interface `name`: its entry, or DHCP if it has none.
+    #[cfg(test)]
     pub fn net_method(&self, name: &str) -> &NetMethod {
         const DHCP: &NetMethod = &NetMethod::Dhcp;
         self.network

@@ -250,13 +250,9 @@ impl Store {
         Store::open(dir)
     }
 
-    /// The directory the store lives in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The newest generation on disk or saved (0 for an empty store); the next save is one
     /// more.
+    #[cfg(test)]
     pub fn last_generation(&self) -> u64 {
         self.last_generation
     }

@@ -10,7 +10,7 @@ use super::request::{
     DatasetProps, DatasetRequest, DiskName, FileRequest, HostName, IfaceName, MemberRef,
     NetworkRequest, PoolRequest, Request,
 };
-use crate::config::{Compression, DatasetName, PoolName, ScrubSchedule, Size};
+use crate::config::{Compression, DatasetName, Gid, Mode, PoolName, ScrubSchedule, Size, Uid};
 
 /// One command of the help table.
 pub struct CommandHelp {
@@ -559,31 +559,16 @@ fn parse_props(words: &[&str]) -> Result<DatasetProps, ParseError> {
                 )
             }
             "owner" => {
-                let bad = || {
-                    err(
-                        format!("'{}' is not an owner", clip(value)),
-                        "write UID or UID:GID as numbers, e.g. 1000:1000",
-                    )
-                };
+                let hint = "write UID or UID:GID as numbers, e.g. 1000:1000";
                 let (u, g) = value.split_once(':').unwrap_or((value, value));
-                let uid: u32 = u.parse().map_err(|_| bad())?;
-                let gid: u32 = g.parse().map_err(|_| bad())?;
-                if uid == u32::MAX || gid == u32::MAX {
-                    return Err(bad());
-                }
-                props.owner = Some((uid, gid));
+                let uid = Uid::parse(u).map_err(|e| err(e.to_string(), hint))?;
+                let gid = Gid::parse(g).map_err(|e| err(e.to_string(), hint))?;
+                props.owner = Some((uid.get(), gid.get()));
             }
             "mode" => {
-                let mode = u32::from_str_radix(value, 8)
-                    .ok()
-                    .filter(|m| *m <= 0o7777)
-                    .ok_or_else(|| {
-                        err(
-                            format!("'{}' is not a mode", clip(value)),
-                            "write it in octal, e.g. 0755",
-                        )
-                    })?;
-                props.mode = Some(mode);
+                let mode = Mode::parse(value)
+                    .map_err(|e| err(e.to_string(), "write it in octal, e.g. 0755"))?;
+                props.mode = Some(mode.bits());
             }
             other => {
                 return Err(err(
@@ -897,7 +882,7 @@ mod tests {
             ("dataset create a/b", "/"),
             ("dataset create media quota -1G", "-1G"),
             ("dataset create media quota 0", "0"),
-            ("dataset create media owner me", "owner"),
+            ("dataset create media owner me", "user id"),
             ("dataset create media mode 999", "mode"),
             ("dataset create media colour blue", "unknown property"),
             ("dataset set media", "needs a property"),

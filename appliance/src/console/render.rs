@@ -144,7 +144,10 @@ pub fn pool(p: &PoolStatus) -> String {
     if p.health != Health::Online {
         out.push_str(&format!("*** POOL {} IS {} ***\n", p.name, p.health));
     }
-    out.push_str(&format!("pool {}  {}  uuid {}\n", p.name, p.health, p.uuid));
+    out.push_str(&format!(
+        "pool {}  {}  uuid {}  datasets under {}\n",
+        p.name, p.health, p.uuid, p.mountpoint
+    ));
     out.push_str(&format!(
         "capacity: {} used, {} free, {} total\n",
         human_size(p.used_bytes),

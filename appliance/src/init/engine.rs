@@ -292,6 +292,10 @@ impl Appliance {
     fn commit(&mut self, new: Config) -> Result<(), String> {
         new.validate().map_err(|e| e.to_string())?;
         if let Some(store) = self.store.as_mut() {
+            // Make what was applied durable first (a new subvolume lives in the running btrfs
+            // transaction, which fsync of the record would not commit): the saved
+            // configuration must never name something a power cut can take away.
+            storage::sync_pool().map_err(|e| format!("the change was applied but could not be committed to the pool ({e}); it may not survive a reboot"))?;
             store
                 .save(&new)
                 .map_err(|e| format!("the change was applied but could not be saved ({e}); it will not survive a reboot"))?;
@@ -486,7 +490,7 @@ impl Appliance {
                 let mut new = self.config.clone();
                 new.pool = Some(pool);
                 new.datasets.clear();
-                match crate::config::Store::open(&crate::storage::config_dir()) {
+                match crate::config::Store::create(crate::storage::config_dir()) {
                     Ok((store, _)) => self.store = Some(store),
                     Err(e) => {
                         return Err(format!(
@@ -642,7 +646,7 @@ impl Appliance {
             DatasetRequest::Set { name, props } => {
                 let ds = storage::dataset_set(&self.config, &name, &props)?;
                 let mut new = self.config.clone();
-                if let Some(slot) = new.datasets.iter_mut().find(|d| d.name == name) {
+                if let Some(slot) = new.dataset_mut(&name) {
                     *slot = ds;
                 }
                 self.commit(new)?;

@@ -605,6 +605,13 @@ pub fn scrub_cancel() -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Commits the pool's running transaction (`syncfs` on the pool).
+pub fn sync_pool() -> Result<(), String> {
+    let root =
+        std::fs::File::open(POOL_ROOT).map_err(|e| format!("cannot open {POOL_ROOT}: {e}"))?;
+    rustix::fs::syncfs(&root).map_err(|e| format!("syncing the pool: {e}"))
+}
+
 /// Unix time in seconds.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -705,16 +712,12 @@ pub fn dataset_set(
     name: &DatasetName,
     props: &DatasetProps,
 ) -> Result<DatasetConfig, String> {
-    let old = config
-        .datasets
-        .iter()
-        .find(|d| d.name == *name)
-        .ok_or_else(|| {
-            format!(
-                "there is no dataset '{}'; 'dataset list' shows them",
-                name.as_str()
-            )
-        })?;
+    let old = config.dataset(name).ok_or_else(|| {
+        format!(
+            "there is no dataset '{}'; 'dataset list' shows them",
+            name.as_str()
+        )
+    })?;
     let mut ds = old.clone();
     if let Some(q) = props.quota {
         ds.quota = q;
