@@ -32,7 +32,7 @@ pub enum FileError {
 pub fn split(text: &str) -> Result<(&str, PathBuf), FileError> {
     let bad = || FileError::BadPath(text.to_string());
     let (dataset, rest) = text.split_once('/').unwrap_or((text, ""));
-    if dataset.is_empty() {
+    if crate::config::DatasetName::parse(dataset).is_err() {
         return Err(bad());
     }
     let mut rel = PathBuf::new();
@@ -203,6 +203,8 @@ mod tests {
         assert!(split("media/../etc").is_err());
         assert!(split("/etc/passwd").is_err());
         assert!(split("").is_err());
+        assert!(split("../etc").is_err());
+        assert!(split("./x").is_err());
     }
 
     #[test]
