@@ -87,6 +87,8 @@ const COMMON_ON_DEMAND: &[&str] = &[
     "crypto-sha256",
     "fs-nfsd",
     "fs-btrfs",
+    // The boot loader's EFI variables (which disk is the boot device).
+    "fs-efivarfs",
 ];
 
 pub const QEMU_X86_64: Board = Board {

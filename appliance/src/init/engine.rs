@@ -467,7 +467,7 @@ impl Appliance {
                     }
                     _ => self.require_pool().map(|_| ())?,
                 }
-                let found = match storage::check_disks(&disks, force, &confirmations, None) {
+                let found = match storage::check_disks(&disks, force, &confirmations) {
                     DiskCheck::Ok(found) => found,
                     DiskCheck::Refused(why) => return Err(why),
                     DiskCheck::Confirm { question, answers } => {
@@ -525,27 +525,23 @@ impl Appliance {
             } => {
                 self.require_pool()?;
                 let devid = storage::member_devid(&old)?;
-                let found = match storage::check_disks(
-                    std::slice::from_ref(&new),
-                    force,
-                    &confirmations,
-                    None,
-                ) {
-                    DiskCheck::Ok(found) => found,
-                    DiskCheck::Refused(why) => return Err(why),
-                    DiskCheck::Confirm { question, answers } => {
-                        return Ok(Reply::Confirm {
-                            question,
-                            answers,
-                            request: Box::new(Request::Pool(PoolRequest::Replace {
-                                old,
-                                new,
-                                force,
-                                confirmations,
-                            })),
-                        })
-                    }
-                };
+                let found =
+                    match storage::check_disks(std::slice::from_ref(&new), force, &confirmations) {
+                        DiskCheck::Ok(found) => found,
+                        DiskCheck::Refused(why) => return Err(why),
+                        DiskCheck::Confirm { question, answers } => {
+                            return Ok(Reply::Confirm {
+                                question,
+                                answers,
+                                request: Box::new(Request::Pool(PoolRequest::Replace {
+                                    old,
+                                    new,
+                                    force,
+                                    confirmations,
+                                })),
+                            })
+                        }
+                    };
                 let target = storage::dev_path(&found[0].disk.name);
                 let shown = target.display().to_string();
                 self.start_job(

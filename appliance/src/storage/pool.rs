@@ -25,6 +25,8 @@ pub const MISSING_MEMBER_WAIT: Duration = Duration::from_secs(10);
 pub struct Found {
     pub disk: Disk,
     pub signatures: Vec<Signature>,
+    /// The disk the appliance booted from: never a pool member.
+    pub boot: bool,
 }
 
 impl Found {
@@ -36,14 +38,20 @@ impl Found {
     }
 }
 
-/// Every disk with its signatures.
+/// Every disk with its signatures, the boot device marked.
 pub fn discover() -> Vec<Found> {
-    disks::list()
-        .into_iter()
+    let all = disks::list();
+    let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
+    let boot = crate::system::bootdev::boot_disk(&names);
+    all.into_iter()
         .filter(|d| d.size_bytes > 0)
         .map(|disk| {
             let signatures = btrfs::probe::probe(&dev_path(&disk.name)).unwrap_or_default();
-            Found { disk, signatures }
+            Found {
+                boot: Some(&disk.name) == boot.as_ref(),
+                disk,
+                signatures,
+            }
         })
         .collect()
 }
@@ -70,7 +78,7 @@ pub fn assemble(wait: Duration) -> Result<Option<Assembled>, String> {
     loop {
         let found = discover();
         let mut pools: Vec<(uuid::Uuid, String, u64, Vec<PathBuf>)> = Vec::new();
-        for f in &found {
+        for f in found.iter().filter(|f| !f.boot) {
             if let Some((fsid, label, _devid, num)) = f.member() {
                 let path = dev_path(&f.disk.name);
                 match pools.iter_mut().find(|p| p.0 == fsid) {
@@ -239,12 +247,7 @@ pub enum DiskCheck {
     },
 }
 
-pub fn check_disks(
-    names: &[DiskName],
-    force: bool,
-    confirmations: &[String],
-    boot_disk: Option<&str>,
-) -> DiskCheck {
+pub fn check_disks(names: &[DiskName], force: bool, confirmations: &[String]) -> DiskCheck {
     let found = discover();
     let mut chosen = Vec::new();
     for name in names {
@@ -260,7 +263,7 @@ pub fn check_disks(
                 }
             ));
         };
-        if Some(f.disk.name.as_str()) == boot_disk {
+        if f.boot {
             return DiskCheck::Refused(format!(
                 "{} is the boot device; nothing was changed",
                 name.as_str()
@@ -473,6 +476,9 @@ pub fn disk_roles() -> Vec<(String, String)> {
     discover()
         .into_iter()
         .filter_map(|f| {
+            if f.boot {
+                return Some((f.disk.name.clone(), "boot device".to_string()));
+            }
             let (_, label, devid, _) = f.member()?;
             Some((f.disk.name.clone(), format!("pool {label} (devid {devid})")))
         })

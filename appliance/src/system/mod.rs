@@ -1,6 +1,7 @@
 //! The machine as the init sees it: early mounts, disks, memory and uptime, the power button,
 //! and the final sync/unmount/power-off.
 
+pub mod bootdev;
 pub mod disks;
 pub mod info;
 pub mod mounts;
