@@ -19,7 +19,8 @@ pub mod record;
 pub mod store;
 
 pub use model::{
-    Config, DatasetConfig, NetIface, NetMethod, PoolConfig, ScrubSchedule, ScrubSummary,
+    check_hostname, check_iface_name, Config, DatasetConfig, NetIface, NetMethod, PoolConfig,
+    ScrubSchedule, ScrubSummary,
 };
 pub use names::{Compression, DatasetName, Gid, Mode, PoolName, Size, Uid};
 pub use store::Store;

@@ -405,20 +405,23 @@ fn pool_name(text: &str) -> Result<PoolName, ParseError> {
     PoolName::parse(text).map_err(|e| err(e.to_string(), "see 'help pool'"))
 }
 
+/// An optional trailing `force`.
+fn parse_force(tail: &[&str]) -> Result<bool, ParseError> {
+    match tail {
+        [] => Ok(false),
+        ["force"] => Ok(true),
+        [other, ..] => Err(err(
+            format!("unexpected '{}'", clip(other)),
+            "the only option is 'force'",
+        )),
+    }
+}
+
 fn parse_pool(rest: &[&str]) -> Result<PoolRequest, ParseError> {
     match rest {
         ["status"] => Ok(PoolRequest::Status),
         ["create", name, "mirror", a, b, tail @ ..] => {
-            let force = match tail {
-                [] => false,
-                ["force"] => true,
-                [other, ..] => {
-                    return Err(err(
-                        format!("unexpected '{}'", clip(other)),
-                        "the only option is 'force'",
-                    ))
-                }
-            };
+            let force = parse_force(tail)?;
             let (a, b) = (disk_name(a)?, disk_name(b)?);
             if a == b {
                 return Err(err(
@@ -442,16 +445,7 @@ fn parse_pool(rest: &[&str]) -> Result<PoolRequest, ParseError> {
             "e.g. 'pool create tank mirror sda sdb'",
         )),
         ["replace", old, new, tail @ ..] => {
-            let force = match tail {
-                [] => false,
-                ["force"] => true,
-                [other, ..] => {
-                    return Err(err(
-                        format!("unexpected '{}'", clip(other)),
-                        "the only option is 'force'",
-                    ))
-                }
-            };
+            let force = parse_force(tail)?;
             let old = match *old {
                 "missing" => MemberRef::Missing,
                 n if n.bytes().all(|b| b.is_ascii_digit()) => {
@@ -771,9 +765,9 @@ mod tests {
         let e = error("network static eth0 10.0.0.3/24 gateway");
         assert!(e.contains("needs a value"), "{e}");
         let e = error("hostname -bad-");
-        assert!(e.contains("not a valid host name"), "{e}");
+        assert!(e.contains("host name \"-bad-\" is not valid"), "{e}");
         let e = error("hostname \"two words\"");
-        assert!(e.contains("not a valid host name"), "{e}");
+        assert!(e.contains("host name \"two words\" is not valid"), "{e}");
         let e = error("log 0");
         assert!(e.contains("line count"), "{e}");
         let e = error("disk format sda");

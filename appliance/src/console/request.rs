@@ -10,24 +10,14 @@ use crate::net::LinkStatus;
 use crate::storage::{DatasetInfo, PoolStatus};
 use crate::system::disks::Disk;
 
-/// A host name: 1 to 63 of `a-z A-Z 0-9 -`, not starting or ending with `-` (RFC 1123 label).
+/// A host name, valid by [`crate::config::check_hostname`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostName(String);
 
 impl HostName {
+    /// Checks the name by the configuration's rules.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let ok_chars = text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if text.is_empty()
-            || text.len() > 63
-            || !ok_chars
-            || text.starts_with('-')
-            || text.ends_with('-')
-        {
-            return Err(format!(
-                "'{text}' is not a valid host name: use 1 to 63 letters, digits and '-', \
-                 not starting or ending with '-'"
-            ));
-        }
+        crate::config::check_hostname(text).map_err(|e| e.to_string())?;
         Ok(Self(text.to_string()))
     }
 
@@ -36,26 +26,15 @@ impl HostName {
     }
 }
 
-/// A network interface name as the kernel allows it: 1 to 15 bytes, no `/`, `:` or spaces.
+/// A network interface name, valid by [`crate::config::check_iface_name`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IfaceName(String);
 
 impl IfaceName {
+    /// Checks the name by the configuration's rules.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let ok = !text.is_empty()
-            && text.len() <= 15
-            && text != "."
-            && text != ".."
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
-        if ok {
-            Ok(Self(text.to_string()))
-        } else {
-            Err(format!(
-                "'{text}' is not a network interface name (e.g. eth0, enp1s0)"
-            ))
-        }
+        crate::config::check_iface_name(text).map_err(|e| e.to_string())?;
+        Ok(Self(text.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

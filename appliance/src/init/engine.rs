@@ -469,18 +469,16 @@ impl Appliance {
                 }
                 let found = match storage::check_disks(&disks, force, &confirmations) {
                     DiskCheck::Ok(found) => found,
-                    DiskCheck::Refused(why) => return Err(why),
-                    DiskCheck::Confirm { question, answers } => {
-                        return Ok(Reply::Confirm {
-                            question,
-                            answers,
-                            request: Box::new(Request::Pool(PoolRequest::Create {
+                    check => {
+                        return confirm_or_refuse(
+                            check,
+                            Request::Pool(PoolRequest::Create {
                                 name,
                                 disks,
                                 force,
                                 confirmations,
-                            })),
-                        })
+                            }),
+                        )
                     }
                 };
                 let started = std::time::Instant::now();
@@ -528,18 +526,16 @@ impl Appliance {
                 let found =
                     match storage::check_disks(std::slice::from_ref(&new), force, &confirmations) {
                         DiskCheck::Ok(found) => found,
-                        DiskCheck::Refused(why) => return Err(why),
-                        DiskCheck::Confirm { question, answers } => {
-                            return Ok(Reply::Confirm {
-                                question,
-                                answers,
-                                request: Box::new(Request::Pool(PoolRequest::Replace {
+                        check => {
+                            return confirm_or_refuse(
+                                check,
+                                Request::Pool(PoolRequest::Replace {
                                     old,
                                     new,
                                     force,
                                     confirmations,
-                                })),
-                            })
+                                }),
+                            )
                         }
                     };
                 let target = storage::dev_path(&found[0].disk.name);
@@ -981,6 +977,20 @@ impl Appliance {
         log::error!("{failure}");
         self.alerts.push(failure);
         self.network = Some(Network::start(self.net_settings.clone()));
+    }
+}
+
+/// A disk check that did not pass: the refusal as an error, or the question whose answer
+/// completes `request`.
+fn confirm_or_refuse(check: DiskCheck, request: Request) -> Result<Reply, String> {
+    match check {
+        DiskCheck::Ok(_) => Err("internal error: nothing to confirm".into()),
+        DiskCheck::Refused(why) => Err(why),
+        DiskCheck::Confirm { question, answers } => Ok(Reply::Confirm {
+            question,
+            answers,
+            request: Box::new(request),
+        }),
     }
 }
 
