@@ -117,12 +117,11 @@ fn spawn_module_loader(board: &'static board::Board, tx: mpsc::Sender<Event>) {
                 let mut report = LoadReport::default();
                 match ModDb::load(&kmod::modules_dir()) {
                     Ok(db) => {
-                        let mut loader = Loader::new(db);
-                        for request in board.boot_modules() {
-                            loader.load(request, &mut report);
-                        }
+                        let requests: Vec<&str> = board.boot_modules().collect();
+                        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                        report = kmod::load_parallel(&db, &requests, cpus.max(2));
                         if !board.coldplug_modules.is_empty() {
-                            loader.coldplug(board.coldplug_modules, &mut report);
+                            Loader::new(db).coldplug(board.coldplug_modules, &mut report);
                         }
                     }
                     Err(e) => report

@@ -26,7 +26,7 @@ pub struct Module {
     pub deps: Vec<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ModDb {
     dir: PathBuf,
     modules: BTreeMap<String, Module>,
