@@ -70,7 +70,38 @@ enum Cmd {
     Prereqs,
 }
 
+/// Prints the image builder's progress (`log` records) on stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            match record.level() {
+                log::Level::Error | log::Level::Warn => {
+                    eprintln!(
+                        "xtask: {}: {}",
+                        record.level().as_str().to_lowercase(),
+                        record.args()
+                    )
+                }
+                _ => eprintln!("xtask: {}", record.args()),
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLog = StderrLog;
+
 fn main() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
     if let Err(e) = real_main() {
         eprintln!("xtask: error: {e:#}");
         std::process::exit(1);
