@@ -1,180 +1,19 @@
-//! The appliance's state and the handling of each event. Only the main thread touches it.
+//! The engine's storage side: pool assembly at boot, pool and dataset requests, the `file`
+//! tools, and the long jobs (scrub, replace) with their schedule.
 
-use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
-use super::{boot, klog, Event, JobOutcome};
+use super::{Appliance, PoolState};
 use crate::config::{Config, Store};
-use crate::console::request::{
-    DatasetRequest, FileRequest, NetworkRequest, PoolRequest, ServiceLine, StatusReport,
-};
-use crate::console::{Consoles, Reply, Request};
-use crate::kmod::LoadReport;
-use crate::net::{IfaceSettings, Method, NetSettings, Network};
+use crate::console::request::{DatasetRequest, FileRequest, PoolRequest};
+use crate::console::{Reply, Request};
+use crate::init::{Event, JobOutcome};
+use crate::storage::files;
 use crate::storage::pool::{self as storage, DiskCheck};
-use crate::storage::{files, ScrubSummary};
-use crate::system::power::{self, PowerAction};
-use crate::system::{disks, info};
-
-pub struct Appliance {
-    board: &'static board::Board,
-    started_at: f64,
-    pub events: Receiver<Event>,
-    sender: Sender<Event>,
-    consoles: Arc<Consoles>,
-    hostname: String,
-    modules: Option<LoadReport>,
-    network: Option<Network>,
-    net_settings: NetSettings,
-    power_buttons: Vec<String>,
-    alerts: Vec<String>,
-    /// The configuration in force (in memory only until a pool holds the store).
-    config: Config,
-    store: Option<Store>,
-    pool_state: PoolState,
-    /// The running scrub or replace, with its latest progress line.
-    job: Option<Arc<std::sync::Mutex<String>>>,
-    last_scrub: Option<ScrubSummary>,
-    /// Unix time the pool was first mounted this boot.
-    pool_since: Option<u64>,
-    /// MiB/s of the last scrub this boot.
-    last_scrub_rate: Option<f64>,
-}
-
-/// Where the pool is in its life this boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PoolState {
-    /// Drivers still loading or members being looked for.
-    Assembling,
-    /// No pool on the disks.
-    Absent,
-    Mounted {
-        degraded: bool,
-    },
-    Failed,
-}
+use crate::system::disks;
 
 impl Appliance {
-    pub fn new(
-        board: &'static board::Board,
-        started_at: f64,
-        events: Receiver<Event>,
-        sender: Sender<Event>,
-        consoles: Arc<Consoles>,
-    ) -> Self {
-        Self {
-            board,
-            started_at,
-            events,
-            sender,
-            consoles,
-            hostname: boot::DEFAULT_HOSTNAME.to_string(),
-            modules: None,
-            network: None,
-            net_settings: NetSettings {
-                hostname: boot::DEFAULT_HOSTNAME.to_string(),
-                interfaces: Vec::new(),
-            },
-            power_buttons: Vec::new(),
-            alerts: Vec::new(),
-            config: Config::default(),
-            store: None,
-            pool_state: PoolState::Assembling,
-            job: None,
-            last_scrub: None,
-            pool_since: None,
-            last_scrub_rate: None,
-        }
-    }
-
-    pub fn handle(&mut self, event: Event) {
-        match event {
-            Event::Command { request, reply } => {
-                let answer = self.request(request);
-                let _ = reply.send(answer);
-            }
-            Event::Signal(signal) => self.signal(signal),
-            Event::PowerButton => {
-                log::warn!("power button pressed: shutting down");
-                self.shutdown(PowerAction::PowerOff);
-            }
-            Event::ModulesLoaded(report) => self.modules_loaded(report),
-            Event::PoolAssembled(result) => self.pool_assembled(result),
-            Event::JobDone(outcome) => self.job_done(outcome),
-            Event::Tick => self.tick(),
-        }
-    }
-
-    fn signal(&mut self, signal: i32) {
-        use signal_hook::consts::*;
-        match signal {
-            SIGCHLD => reap_children(),
-            SIGTERM | libc::SIGPWR => {
-                log::warn!("signal {signal}: shutting down");
-                self.shutdown(PowerAction::PowerOff);
-            }
-            // The kernel sends SIGINT for ctrl-alt-del (trapped at boot): a reboot, as on a PC.
-            SIGINT => {
-                log::warn!("ctrl-alt-del: rebooting");
-                self.shutdown(PowerAction::Reboot);
-            }
-            other => log::info!("signal {other} ignored"),
-        }
-    }
-
-    fn modules_loaded(&mut self, report: LoadReport) {
-        log::info!(
-            "modules: {} loaded ({}), {} not applicable to this hardware ({})",
-            report.loaded.len(),
-            report.loaded.join(", "),
-            report.not_applicable.len(),
-            report.not_applicable.join(", ")
-        );
-        for (name, why) in &report.failed {
-            log::error!("module {name} failed to load: {why}");
-        }
-        if !report.failed.is_empty() {
-            self.alerts.push(format!(
-                "{} module(s) failed to load ({}); see 'log'",
-                report.failed.len(),
-                report
-                    .failed
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        self.modules = Some(report);
-        self.power_buttons = boot::spawn_power_button(self.sender.clone());
-        if self.power_buttons.is_empty() {
-            log::warn!("no ACPI power button found; shut down from the console");
-        }
-        self.network = Some(Network::start(self.net_settings.clone()));
-        let tx = self.sender.clone();
-        let spawned = std::thread::Builder::new()
-            .name("assemble".into())
-            .spawn(move || {
-                let _ = tx.send(Event::PoolAssembled(storage::assemble(
-                    storage::MISSING_MEMBER_WAIT,
-                )));
-            });
-        if let Err(e) = spawned {
-            log::error!("cannot start pool assembly: {e}");
-            self.pool_state = PoolState::Failed;
-        }
-        let tx = self.sender.clone();
-        let _ = std::thread::Builder::new()
-            .name("ticker".into())
-            .spawn(move || loop {
-                std::thread::sleep(std::time::Duration::from_secs(60));
-                if tx.send(Event::Tick).is_err() {
-                    return;
-                }
-            });
-    }
-
-    fn pool_assembled(&mut self, result: Result<Option<storage::Assembled>, String>) {
+    pub(super) fn pool_assembled(&mut self, result: Result<Option<storage::Assembled>, String>) {
         let assembled = match result {
             Ok(Some(a)) => a,
             Ok(None) => {
@@ -248,63 +87,7 @@ impl Appliance {
         }
     }
 
-    /// Takes a loaded configuration into force.
-    fn adopt(&mut self, config: Config) {
-        if config.hostname != self.hostname {
-            if let Ok(name) = crate::console::request::HostName::parse(&config.hostname) {
-                let _ = self.set_hostname(&name);
-            }
-        }
-        self.net_settings.interfaces = config
-            .network
-            .iter()
-            .map(|i| IfaceSettings {
-                name: i.name.clone(),
-                method: match &i.method {
-                    crate::config::NetMethod::Dhcp => Method::Dhcp,
-                    crate::config::NetMethod::Static {
-                        address,
-                        prefix,
-                        gateway,
-                        dns,
-                    } => Method::Static {
-                        address: *address,
-                        prefix: *prefix,
-                        gateway: *gateway,
-                        dns: dns.clone(),
-                    },
-                },
-            })
-            .collect();
-        if !self.net_settings.interfaces.is_empty() {
-            if let Some(net) = &self.network {
-                if let Err(e) = net.apply(self.net_settings.clone()) {
-                    log::error!("network settings from the configuration: {e}");
-                }
-            }
-        }
-        self.last_scrub = config.last_scrub.clone();
-        self.config = config;
-    }
-
-    /// Validates, then saves `new` as the configuration in force. Before a pool exists it only
-    /// lives in memory.
-    fn commit(&mut self, new: Config) -> Result<(), String> {
-        new.validate().map_err(|e| e.to_string())?;
-        if let Some(store) = self.store.as_mut() {
-            // Make what was applied durable first (a new subvolume lives in the running btrfs
-            // transaction, which fsync of the record would not commit): the saved
-            // configuration must never name something a power cut can take away.
-            storage::sync_pool().map_err(|e| format!("the change was applied but could not be committed to the pool ({e}); it may not survive a reboot"))?;
-            store
-                .save(&new)
-                .map_err(|e| format!("the change was applied but could not be saved ({e}); it will not survive a reboot"))?;
-        }
-        self.config = new;
-        Ok(())
-    }
-
-    fn job_done(&mut self, outcome: JobOutcome) {
+    pub(super) fn job_done(&mut self, outcome: JobOutcome) {
         self.job = None;
         match outcome {
             JobOutcome::Scrub(Ok((summary, secs))) => {
@@ -354,7 +137,7 @@ impl Appliance {
         }
     }
 
-    fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         if self.job.is_some() || !matches!(self.pool_state, PoolState::Mounted { .. }) {
             return;
         }
@@ -373,7 +156,7 @@ impl Appliance {
         }
     }
 
-    fn start_job(
+    pub(super) fn start_job(
         &mut self,
         name: &str,
         first: String,
@@ -406,19 +189,19 @@ impl Appliance {
             })
     }
 
-    fn start_scrub(&mut self) -> Result<(), String> {
+    pub(super) fn start_scrub(&mut self) -> Result<(), String> {
         self.start_job("scrub", "scrub starting".into(), |progress| {
             JobOutcome::Scrub(storage::scrub(progress))
         })
     }
 
-    fn job_line(&self) -> Option<String> {
+    pub(super) fn job_line(&self) -> Option<String> {
         self.job
             .as_ref()
             .and_then(|j| j.lock().ok().map(|l| l.clone()))
     }
 
-    fn require_pool(&self) -> Result<(), String> {
+    pub(super) fn require_pool(&self) -> Result<(), String> {
         match self.pool_state {
             PoolState::Mounted { .. } => Ok(()),
             PoolState::Assembling => {
@@ -433,7 +216,7 @@ impl Appliance {
         }
     }
 
-    fn pool_request(&mut self, request: PoolRequest) -> Result<Reply, String> {
+    pub(super) fn pool_request(&mut self, request: PoolRequest) -> Result<Reply, String> {
         match request {
             PoolRequest::Status => {
                 self.require_pool()?;
@@ -603,7 +386,7 @@ impl Appliance {
         }
     }
 
-    fn disk_sizes(&self, names: &[crate::console::request::DiskName]) -> Vec<u64> {
+    pub(super) fn disk_sizes(&self, names: &[crate::console::request::DiskName]) -> Vec<u64> {
         let all = disks::list();
         names
             .iter()
@@ -615,7 +398,7 @@ impl Appliance {
             .collect()
     }
 
-    fn dataset_request(&mut self, request: DatasetRequest) -> Result<Reply, String> {
+    pub(super) fn dataset_request(&mut self, request: DatasetRequest) -> Result<Reply, String> {
         if !matches!(request, DatasetRequest::List) {
             self.require_pool()?;
         }
@@ -676,14 +459,14 @@ impl Appliance {
     }
 
     /// The configuration with `name` listed (to undo a create whose save failed).
-    fn config_with(&self, name: &crate::config::DatasetName) -> Config {
+    pub(super) fn config_with(&self, name: &crate::config::DatasetName) -> Config {
         let mut c = self.config.clone();
         c.datasets
             .push(crate::config::DatasetConfig::new(name.clone()));
         c
     }
 
-    fn pool_name(&self) -> &str {
+    pub(super) fn pool_name(&self) -> &str {
         self.config
             .pool
             .as_ref()
@@ -691,7 +474,7 @@ impl Appliance {
             .unwrap_or("tank")
     }
 
-    fn file_request(&mut self, request: FileRequest) -> Result<Reply, String> {
+    pub(super) fn file_request(&mut self, request: FileRequest) -> Result<Reply, String> {
         self.require_pool()?;
         let path = match &request {
             FileRequest::Write { path, .. }
@@ -748,236 +531,6 @@ impl Appliance {
             }
         }
     }
-
-    fn set_hostname(&mut self, name: &crate::console::request::HostName) -> Result<(), String> {
-        rustix::system::sethostname(name.as_str().as_bytes())
-            .map_err(|e| format!("cannot set the host name: {e}"))?;
-        self.hostname = name.as_str().to_string();
-        self.net_settings.hostname = self.hostname.clone();
-        self.consoles.set_hostname(&self.hostname);
-        Ok(())
-    }
-
-    fn request(&mut self, request: Request) -> Result<Reply, String> {
-        match request {
-            Request::Status => Ok(Reply::Status(Box::new(self.status()))),
-            Request::Disks => Ok(Reply::Disks(disks::list(), storage::disk_roles())),
-            Request::DiskReadTest { disk, bytes } => {
-                let speed = storage::read_test(&disk, bytes)?;
-                Ok(Reply::Done(format!(
-                    "{}: sequential read {speed:.1} MiB/s",
-                    disk.as_str()
-                )))
-            }
-            Request::Pool(r) => self.pool_request(r),
-            Request::Dataset(r) => self.dataset_request(r),
-            Request::File(r) => self.file_request(r),
-            Request::Log { lines } => Ok(Reply::Log(klog::tail(lines))),
-            Request::Hostname(None) => Ok(Reply::Done(self.hostname.clone())),
-            Request::Hostname(Some(name)) => {
-                let mut new = self.config.clone();
-                new.hostname = name.as_str().to_string();
-                new.validate().map_err(|e| e.to_string())?;
-                self.set_hostname(&name)?;
-                self.commit(new)?;
-                Ok(Reply::Done(format!("host name set to {}", self.hostname)))
-            }
-            Request::Network(NetworkRequest::Show) => Ok(Reply::Network(self.links())),
-            Request::Network(change) => self.network_change(change),
-            Request::Reboot => {
-                self.shutdown(PowerAction::Reboot);
-                Err("reboot failed; the appliance is still running (see 'log')".into())
-            }
-            Request::PowerOff => {
-                self.shutdown(PowerAction::PowerOff);
-                Err("power off failed; the appliance is still running (see 'log')".into())
-            }
-        }
-    }
-
-    fn links(&self) -> Vec<crate::net::LinkStatus> {
-        self.network
-            .as_ref()
-            .map(Network::status)
-            .unwrap_or_default()
-    }
-
-    fn network_change(&mut self, change: NetworkRequest) -> Result<Reply, String> {
-        let (iface, method) = match change {
-            NetworkRequest::Show => return Ok(Reply::Network(self.links())),
-            NetworkRequest::Dhcp { iface } => (iface, Method::Dhcp),
-            NetworkRequest::Static {
-                iface,
-                address,
-                prefix,
-                gateway,
-                dns,
-            } => (
-                iface,
-                Method::Static {
-                    address,
-                    prefix,
-                    gateway,
-                    dns,
-                },
-            ),
-        };
-        let Some(network) = self.network.as_ref() else {
-            return Err(
-                "the network is not up yet (drivers still loading); try again in a moment".into(),
-            );
-        };
-        let mut settings = self.net_settings.clone();
-        settings.interfaces.retain(|i| i.name != iface.as_str());
-        settings.interfaces.push(IfaceSettings {
-            name: iface.as_str().to_string(),
-            method: method.clone(),
-        });
-        let mut new = self.config.clone();
-        new.network.retain(|i| i.name != iface.as_str());
-        new.network.push(crate::config::NetIface {
-            name: iface.as_str().to_string(),
-            method: match method {
-                Method::Dhcp => crate::config::NetMethod::Dhcp,
-                Method::Static {
-                    address,
-                    prefix,
-                    gateway,
-                    dns,
-                } => crate::config::NetMethod::Static {
-                    address,
-                    prefix,
-                    gateway,
-                    dns,
-                },
-            },
-        });
-        new.validate().map_err(|e| e.to_string())?;
-        network.apply(settings.clone()).map_err(|e| e.to_string())?;
-        self.net_settings = settings;
-        self.commit(new)?;
-        Ok(Reply::Done(format!("{} reconfigured", iface.as_str())))
-    }
-
-    fn status(&self) -> StatusReport {
-        let (mem_total_kib, mem_available_kib) = info::memory_kib();
-        let modules = match &self.modules {
-            None => "loading".to_string(),
-            Some(r) if r.failed.is_empty() => {
-                format!("{} loaded at {:.2} s", r.loaded.len(), r.finished_at)
-            }
-            Some(r) => format!(
-                "{} loaded at {:.2} s, {} FAILED (see 'log')",
-                r.loaded.len(),
-                r.finished_at,
-                r.failed.len()
-            ),
-        };
-        let network = match &self.network {
-            None => "waiting for drivers".to_string(),
-            Some(_) => "running".to_string(),
-        };
-        let power = if self.modules.is_none() {
-            "waiting for drivers".to_string()
-        } else if self.power_buttons.is_empty() {
-            "no power button found".to_string()
-        } else {
-            format!("watching {}", self.power_buttons.join(", "))
-        };
-        let pool = match self.pool_state {
-            PoolState::Assembling => "assembling".to_string(),
-            PoolState::Absent => "no pool".to_string(),
-            PoolState::Failed => "FAILED (see 'log')".to_string(),
-            PoolState::Mounted { degraded } => format!(
-                "{} mounted{}",
-                self.pool_name(),
-                if degraded { " DEGRADED" } else { "" }
-            ),
-        };
-        let pool_status = match self.pool_state {
-            PoolState::Mounted { degraded } => storage::status(
-                &self.config,
-                degraded,
-                self.job_line(),
-                self.last_scrub.clone(),
-            ),
-            _ => None,
-        };
-        let mut alerts = self.alerts.clone();
-        if let Some(p) = &pool_status {
-            if p.health != crate::storage::Health::Online {
-                alerts.push(format!("pool {} is {}", p.name, p.health));
-                alerts.extend(p.advice.iter().cloned());
-            }
-        }
-        if !info::entropy_ready() {
-            alerts
-                .push("the kernel's random pool is not ready: creating a pool would stall".into());
-        }
-        StatusReport {
-            version: crate::VERSION,
-            board: self.board.name,
-            kernel: info::kernel_release(),
-            hostname: self.hostname.clone(),
-            uptime_secs: info::uptime_secs(),
-            init_started_at: self.started_at,
-            prompt_at: crate::console::FIRST_PROMPT_AT.get().copied(),
-            mem_total_kib,
-            mem_available_kib,
-            init_rss_kib: info::own_rss_kib(),
-            entropy_ready: info::entropy_ready(),
-            disks: disks::list(),
-            disk_roles: storage::disk_roles(),
-            pool: pool_status,
-            links: self.links(),
-            services: vec![
-                ServiceLine {
-                    name: "modules",
-                    state: modules,
-                },
-                ServiceLine {
-                    name: "network",
-                    state: network,
-                },
-                ServiceLine {
-                    name: "pool",
-                    state: pool,
-                },
-                ServiceLine {
-                    name: "console",
-                    state: self.board.consoles.join(", "),
-                },
-                ServiceLine {
-                    name: "power",
-                    state: power,
-                },
-            ],
-            alerts,
-        }
-    }
-
-    /// Stops services, syncs, unmounts in reverse order and powers off or restarts. Returns only
-    /// if the kernel refused, with an alert set.
-    fn shutdown(&mut self, action: PowerAction) {
-        let verb = match action {
-            PowerAction::PowerOff => "Powering off",
-            PowerAction::Reboot => "Rebooting",
-        };
-        self.consoles.notify(&format!(
-            "{verb}: stopping services, syncing, unmounting..."
-        ));
-        if let Some(network) = self.network.take() {
-            network.stop();
-        }
-        if self.job.is_some() {
-            // A scrub stops here; a replace is paused by the kernel and resumes at the next mount.
-            let _ = storage::scrub_cancel();
-        }
-        let failure = power::finish(action);
-        log::error!("{failure}");
-        self.alerts.push(failure);
-        self.network = Some(Network::start(self.net_settings.clone()));
-    }
 }
 
 /// A disk check that did not pass: the refusal as an error, or the question whose answer
@@ -992,10 +545,4 @@ fn confirm_or_refuse(check: DiskCheck, request: Request) -> Result<Reply, String
             request: Box::new(request),
         }),
     }
-}
-
-/// Collects every exited child (PID 1 inherits orphans).
-fn reap_children() {
-    use rustix::process::{waitpid, WaitOptions};
-    while let Ok(Some(_)) = waitpid(None, WaitOptions::NOHANG) {}
 }
