@@ -88,8 +88,14 @@ impl Loader {
             let dep_name = db::name_of_path(dep);
             self.load_module(&dep_name, report, depth + 1);
         }
-        match insert(&self.db.dir().join(&module.path)) {
-            Ok(()) => report.loaded.push(name.to_string()),
+        let path = self.db.dir().join(&module.path);
+        match insert(&path) {
+            Ok(()) => {
+                report.loaded.push(name.to_string());
+                // The initramfs lives in RAM and a module is never unloaded: its file has done
+                // its work, and removing it gives the memory back.
+                let _ = std::fs::remove_file(&path);
+            }
             Err(InsertError::NoDevice) => report.not_applicable.push(name.to_string()),
             Err(InsertError::Other(e)) => report.failed.push((name.to_string(), e)),
         }
