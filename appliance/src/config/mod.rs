@@ -3,6 +3,10 @@
 //! - [`names`]: validated newtypes ([`PoolName`], [`DatasetName`], [`Size`], [`Compression`],
 //!   [`Mode`], [`Uid`], [`Gid`]), parsed once at the edge by the console.
 //! - [`model`]: [`Config`], the in-memory model, its defaults and [`Config::validate`].
+//! - [`accounts`]: users and groups (one id table for SMB and NFS), NT hashes.
+//! - [`sharing`]: NFS and SMB shares, the SMB server's settings, client address rules.
+//! - [`snapshots`]: snapshot names, periodic tasks, their schedules and retention rules.
+//! - [`calendar`]: UTC date arithmetic for schedules and timestamps.
 //! - [`record`]: the persisted form, versioned record types (`ConfigRecordV1`) in a
 //!   checksummed envelope; [`encode`] and [`decode`].
 //! - [`store`]: [`Store`], numbered generations of record files in a directory on the pool,
@@ -13,14 +17,21 @@
 //! storage and network modules do that) and parsing console commands (the console does that,
 //! using [`names`]).
 
+pub mod accounts;
+pub mod calendar;
 pub mod model;
 pub mod names;
 pub mod record;
+pub mod sharing;
+pub mod snapshots;
 pub mod store;
 
+pub use accounts::{GroupConfig, GroupName, UserConfig, UserName};
 pub use model::{
     check_hostname, check_iface_name, Config, DatasetConfig, NetIface, NetMethod, PoolConfig,
     ScrubSchedule, ScrubSummary,
 };
 pub use names::{Compression, DatasetName, Gid, Mode, PoolName, Size, Uid};
+pub use sharing::{ClientSpec, NfsShare, Principal, ShareName, SmbGlobal, SmbShare, Squash};
+pub use snapshots::{Retention, Schedule, SnapshotName, SnapshotTask};
 pub use store::Store;

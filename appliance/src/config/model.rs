@@ -14,7 +14,11 @@ use std::net::Ipv4Addr;
 
 use thiserror::Error;
 
+use super::accounts::{GroupConfig, GroupName, UserConfig, UserName};
+use super::calendar::{civil_from_days, days_from_civil};
 use super::names::{Compression, DatasetName, Mode, PoolName, Size, MAX_ID};
+use super::sharing::{NfsShare, Principal, SmbGlobal, SmbShare, Squash};
+use super::snapshots::{RetentionError, ScheduleError, SnapshotTask};
 
 /// The whole configuration of the appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +37,20 @@ pub struct Config {
     /// What the last scrub found. State the appliance remembers across reboots (so the schedule
     /// knows whether this month's scrub ran), not something the operator sets.
     pub last_scrub: Option<ScrubSummary>,
+    /// The users of the file servers; names, uids and primary gids are unique.
+    pub users: Vec<UserConfig>,
+    /// Groups for access lists and supplementary membership; names and gids are unique.
+    pub groups: Vec<GroupConfig>,
+    /// NFS exports, at most one per dataset.
+    pub nfs_shares: Vec<NfsShare>,
+    /// The SMB server's global settings.
+    pub smb: SmbGlobal,
+    /// SMB shares; names are unique without regard to case.
+    pub smb_shares: Vec<SmbShare>,
+    /// Periodic snapshot tasks.
+    pub snapshot_tasks: Vec<SnapshotTask>,
+    /// The id the next snapshot task gets (ids are never reused).
+    pub next_task_id: u32,
 }
 
 /// What a scrub found.
@@ -181,35 +199,6 @@ impl std::fmt::Display for ScrubSchedule {
     }
 }
 
-/// The (year, month 1..=12, day 1..=31) of a day count since 1970-01-01, in the proleptic
-/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // Both are in range by construction.
-    (year, month as u32, day as u32)
-}
-
-/// The day count since 1970-01-01 of a (year, month 1..=12, day) date (Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let month = i64::from(month);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Monthly on the 1st at 03:00.
 impl Default for ScrubSchedule {
     fn default() -> ScrubSchedule {
@@ -232,6 +221,13 @@ impl Default for Config {
             datasets: Vec::new(),
             scrub: ScrubSchedule::default(),
             last_scrub: None,
+            users: Vec::new(),
+            groups: Vec::new(),
+            nfs_shares: Vec::new(),
+            smb: SmbGlobal::default(),
+            smb_shares: Vec::new(),
+            snapshot_tasks: Vec::new(),
+            next_task_id: 1,
         }
     }
 }
@@ -296,6 +292,62 @@ pub enum ConfigError {
         what: &'static str,
         id: u32,
     },
+    #[error("{what} {name:?} is configured twice: {what} names must be unique")]
+    DuplicateName { what: &'static str, name: String },
+    #[error("{what} id {id} is used by both {first:?} and {second:?}: give each its own id")]
+    DuplicateId {
+        what: &'static str,
+        id: u32,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "{what} {name:?} refers to dataset {dataset:?}, which does not exist: create the \
+         dataset first or remove the {what}"
+    )]
+    UnknownDataset {
+        what: String,
+        name: String,
+        dataset: String,
+    },
+    #[error(
+        "{what} refers to {kind} {missing:?}, which does not exist: add it first or remove \
+         the reference"
+    )]
+    UnknownAccount {
+        what: String,
+        kind: &'static str,
+        missing: String,
+    },
+    #[error("dataset {dataset:?} has two NFS shares: change the existing share instead")]
+    DuplicateNfsShare { dataset: String },
+    #[error(
+        "SMB share {name:?} forces user or group id {id}, above 65534, which ksmbd cannot \
+         force: give the forced account a smaller id"
+    )]
+    ForceIdTooLarge { name: String, id: u32 },
+    #[error(
+        "SMB share {name:?} has {what} {mask:o}, more than 0777: give permission bits such as 0775"
+    )]
+    ShareMask {
+        name: String,
+        what: &'static str,
+        mask: u32,
+    },
+    #[error("snapshot task {id}: {source}")]
+    TaskSchedule {
+        id: u32,
+        #[source]
+        source: ScheduleError,
+    },
+    #[error("snapshot task {id}: {source}")]
+    TaskRetention {
+        id: u32,
+        #[source]
+        source: RetentionError,
+    },
+    #[error("snapshot task id {id} is used twice or not below the next id {next}")]
+    TaskId { id: u32, next: u32 },
     #[error("scrub day {day} is not valid: use a day of the month from 1 to 28")]
     ScrubDay { day: u8 },
     #[error("scrub time {hour:02}:{minute:02} is not valid: use 00:00 to 23:59")]
@@ -375,6 +427,9 @@ impl Config {
                 }
             }
         }
+        self.validate_accounts()?;
+        self.validate_shares()?;
+        self.validate_tasks()?;
         if let ScrubSchedule::Monthly { day, hour, minute } = self.scrub {
             if !(1..=ScrubSchedule::MAX_DAY).contains(&day) {
                 return Err(ConfigError::ScrubDay { day });
@@ -384,6 +439,206 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_accounts(&self) -> Result<(), ConfigError> {
+        let mut names = BTreeSet::new();
+        let mut uids = std::collections::BTreeMap::new();
+        for user in &self.users {
+            if !names.insert(user.name.as_str()) {
+                return Err(ConfigError::DuplicateName {
+                    what: "user",
+                    name: user.name.to_string(),
+                });
+            }
+            if let Some(first) = uids.insert(user.uid, user.name.as_str()) {
+                return Err(ConfigError::DuplicateId {
+                    what: "user",
+                    id: user.uid,
+                    first: first.to_owned(),
+                    second: user.name.to_string(),
+                });
+            }
+            for group in &user.groups {
+                if self.group(group).is_none() {
+                    return Err(ConfigError::UnknownAccount {
+                        what: format!("user {:?}", user.name.as_str()),
+                        kind: "group",
+                        missing: group.to_string(),
+                    });
+                }
+            }
+        }
+        let mut names = BTreeSet::new();
+        let mut gids = std::collections::BTreeMap::new();
+        for group in &self.groups {
+            if !names.insert(group.name.as_str()) {
+                return Err(ConfigError::DuplicateName {
+                    what: "group",
+                    name: group.name.to_string(),
+                });
+            }
+            if let Some(first) = gids.insert(group.gid, group.name.as_str()) {
+                return Err(ConfigError::DuplicateId {
+                    what: "group",
+                    id: group.gid,
+                    first: first.to_owned(),
+                    second: group.name.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_shares(&self) -> Result<(), ConfigError> {
+        let mut exported = BTreeSet::new();
+        for share in &self.nfs_shares {
+            if self.dataset(&share.dataset).is_none() {
+                return Err(ConfigError::UnknownDataset {
+                    what: "NFS share".into(),
+                    name: share.dataset.to_string(),
+                    dataset: share.dataset.to_string(),
+                });
+            }
+            if !exported.insert(&share.dataset) {
+                return Err(ConfigError::DuplicateNfsShare {
+                    dataset: share.dataset.to_string(),
+                });
+            }
+            if let Squash::MapRoot { uid, gid } | Squash::MapAll { uid, gid } = share.squash {
+                for (what, id) in [("user", uid), ("group", gid)] {
+                    if id > MAX_ID {
+                        return Err(ConfigError::Owner {
+                            name: share.dataset.to_string(),
+                            what,
+                            id,
+                        });
+                    }
+                }
+            }
+        }
+        let mut names = BTreeSet::new();
+        for share in &self.smb_shares {
+            let what = || format!("SMB share {:?}", share.name.as_str());
+            if !names.insert(share.name.key()) {
+                return Err(ConfigError::DuplicateName {
+                    what: "SMB share",
+                    name: share.name.to_string(),
+                });
+            }
+            if self.dataset(&share.dataset).is_none() {
+                return Err(ConfigError::UnknownDataset {
+                    what: "SMB share".into(),
+                    name: share.name.to_string(),
+                    dataset: share.dataset.to_string(),
+                });
+            }
+            for principal in share.valid_users.iter().chain(&share.read_only_users) {
+                self.check_principal(principal, &what)?;
+            }
+            if let Some(user) = &share.force_user {
+                let found = self.user(user).ok_or_else(|| ConfigError::UnknownAccount {
+                    what: what(),
+                    kind: "user",
+                    missing: user.to_string(),
+                })?;
+                if found.uid > 65_534 || found.gid > 65_534 {
+                    return Err(ConfigError::ForceIdTooLarge {
+                        name: share.name.to_string(),
+                        id: found.uid.max(found.gid),
+                    });
+                }
+            }
+            if let Some(group) = &share.force_group {
+                let found = self
+                    .group(group)
+                    .ok_or_else(|| ConfigError::UnknownAccount {
+                        what: what(),
+                        kind: "group",
+                        missing: group.to_string(),
+                    })?;
+                if found.gid > 65_534 {
+                    return Err(ConfigError::ForceIdTooLarge {
+                        name: share.name.to_string(),
+                        id: found.gid,
+                    });
+                }
+            }
+            for (what, mask) in [
+                ("create mask", share.create_mask),
+                ("directory mask", share.directory_mask),
+            ] {
+                if mask > 0o777 {
+                    return Err(ConfigError::ShareMask {
+                        name: share.name.to_string(),
+                        what,
+                        mask,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_principal(
+        &self,
+        principal: &Principal,
+        what: &dyn Fn() -> String,
+    ) -> Result<(), ConfigError> {
+        let (kind, missing, found) = match principal {
+            Principal::User(u) => ("user", u.as_str(), self.user(u).is_some()),
+            Principal::Group(g) => ("group", g.as_str(), self.group(g).is_some()),
+        };
+        if found {
+            return Ok(());
+        }
+        Err(ConfigError::UnknownAccount {
+            what: what(),
+            kind,
+            missing: missing.to_owned(),
+        })
+    }
+
+    fn validate_tasks(&self) -> Result<(), ConfigError> {
+        let mut ids = BTreeSet::new();
+        for task in &self.snapshot_tasks {
+            if !ids.insert(task.id) || task.id >= self.next_task_id {
+                return Err(ConfigError::TaskId {
+                    id: task.id,
+                    next: self.next_task_id,
+                });
+            }
+            if self.dataset(&task.dataset).is_none() {
+                return Err(ConfigError::UnknownDataset {
+                    what: "snapshot task".into(),
+                    name: task.id.to_string(),
+                    dataset: task.dataset.to_string(),
+                });
+            }
+            task.schedule
+                .validate()
+                .map_err(|source| ConfigError::TaskSchedule {
+                    id: task.id,
+                    source,
+                })?;
+            task.retention
+                .validate()
+                .map_err(|source| ConfigError::TaskRetention {
+                    id: task.id,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The user called `name`, if there is one.
+    pub fn user(&self, name: &UserName) -> Option<&UserConfig> {
+        self.users.iter().find(|u| &u.name == name)
+    }
+
+    /// The group called `name`, if there is one.
+    pub fn group(&self, name: &GroupName) -> Option<&GroupConfig> {
+        self.groups.iter().find(|g| &g.name == name)
     }
 
     /// The dataset called `name`, if there is one.

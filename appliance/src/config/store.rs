@@ -470,12 +470,12 @@ mod tests {
             (
                 "newer-version",
                 |b| {
-                    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+                    b[8..12].copy_from_slice(&99u32.to_le_bytes());
                     let crc_at = b.len() - 4;
                     let crc = crc32fast::hash(&b[..crc_at]);
                     b[crc_at..].copy_from_slice(&crc.to_le_bytes());
                 },
-                "version 2",
+                "version 99",
             ),
         ];
         for (what, damage, says) in damages {

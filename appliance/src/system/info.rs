@@ -46,30 +46,7 @@ pub fn entropy_ready() -> bool {
     rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::NONBLOCK).is_ok()
 }
 
-/// Unix seconds → `2026-11-27 08:30 UTC` (proleptic Gregorian calendar, no time zones).
-pub fn utc_timestamp(secs: u64) -> String {
-    let days = secs / 86400;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600 % 24,
-        secs / 60 % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use crate::config::calendar::utc_timestamp;
 
 /// `93784` → `1d 2h 3m 4s`.
 pub fn human_duration(secs: u64) -> String {

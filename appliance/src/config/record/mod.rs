@@ -8,7 +8,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "TANKCFG\0"
-//!      8     4  format version (u32) of the payload: 1 = ConfigRecordV1
+//!      8     4  format version (u32) of the payload: 1 = ConfigRecordV1, 2 = ConfigRecordV2
 //!     12     8  generation (u64), the save counter of the store
 //!     20     4  payload length n (u32)
 //!     24     n  payload: the record, postcard-encoded
@@ -21,30 +21,30 @@
 //!
 //! # Versions and migrations
 //!
-//! The record types (`*RecordV1`) are separate from the model in [`model`](super::model) and are
-//! frozen once released: postcard encodes fields by position and enum variants by index, so a
-//! record type is never reordered, and a field is never added, removed or retyped. To change the
-//! format, add `ConfigRecordV2` types, make [`encode`] write them and bump
-//! [`CURRENT_VERSION`], and teach [`decode`] to read version 1 by migrating `ConfigRecordV1` to
-//! `ConfigRecordV2` (a `From` with the new fields' defaults). The golden test that decodes saved
-//! version 1 bytes must keep passing unchanged.
+//! The record types (`*RecordV1` in [`v1`], `*RecordV2` in [`v2`]) are separate from the model
+//! in [`model`](super::model) and are frozen once released: postcard encodes fields by position
+//! and enum variants by index, so a record type is never reordered, and a field is never added,
+//! removed or retyped. A new version reuses the frozen part records that did not change.
+//!
+//! [`encode`] writes version 2. [`decode`] reads version 1 by migrating `ConfigRecordV1` to
+//! `ConfigRecordV2` (a `From` with the new fields' defaults: no users, shares or tasks), and
+//! version 2 directly. The golden tests that decode saved bytes of every version must keep
+//! passing unchanged. To change the format again, add `v3` the same way.
 
-use std::net::Ipv4Addr;
+pub mod v1;
+pub mod v2;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::model::{
-    Config, ConfigError, DatasetConfig, NetIface, NetMethod, PoolConfig, ScrubSchedule,
-    ScrubSummary,
-};
-use super::names::{Compression, DatasetName, PoolName, Size};
+use super::model::{Config, ConfigError};
+use v1::ConfigRecordV1;
+use v2::ConfigRecordV2;
 
 /// The magic bytes at the start of every record file.
 pub const MAGIC: [u8; 8] = *b"TANKCFG\0";
 
 /// The format version [`encode`] writes.
-pub const CURRENT_VERSION: u32 = 1;
+pub const CURRENT_VERSION: u32 = 2;
 
 /// Bytes before the payload: magic, version, generation, payload length.
 pub const HEADER_LEN: usize = 24;
@@ -117,146 +117,6 @@ pub enum EncodeError {
     TooLarge { len: usize },
 }
 
-/// Version 1 of the configuration record. Frozen: see the module documentation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigRecordV1 {
-    pub hostname: String,
-    pub network: Vec<NetIfaceRecordV1>,
-    pub pool: Option<PoolRecordV1>,
-    pub datasets: Vec<DatasetRecordV1>,
-    pub scrub: ScrubRecordV1,
-    pub last_scrub: Option<ScrubSummaryRecordV1>,
-}
-
-/// Version 1 of what the last scrub found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScrubSummaryRecordV1 {
-    pub started: u64,
-    pub finished: u64,
-    pub bytes_scrubbed: u64,
-    pub corrected: u64,
-    pub uncorrectable: u64,
-    pub cancelled: bool,
-}
-
-/// Version 1 of an interface's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetIfaceRecordV1 {
-    pub name: String,
-    pub method: NetMethodRecordV1,
-}
-
-/// Version 1 of an interface's addressing. Variant order is part of the format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NetMethodRecordV1 {
-    Dhcp,
-    Static {
-        address: [u8; 4],
-        prefix: u8,
-        gateway: Option<[u8; 4]>,
-        dns: Vec<[u8; 4]>,
-    },
-}
-
-/// Version 1 of the pool's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PoolRecordV1 {
-    pub name: String,
-    pub uuid: [u8; 16],
-}
-
-/// Version 1 of a dataset's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DatasetRecordV1 {
-    pub name: String,
-    /// Bytes; `None` for no quota.
-    pub quota: Option<u64>,
-    pub compression: CompressionRecordV1,
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
-}
-
-/// Version 1 of a compression. Variant order is part of the format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CompressionRecordV1 {
-    None,
-    Zstd,
-    Lzo,
-    Zlib,
-}
-
-/// Version 1 of the scrub schedule. Variant order is part of the format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ScrubRecordV1 {
-    Off,
-    Monthly { day: u8, hour: u8, minute: u8 },
-}
-
-impl From<&Config> for ConfigRecordV1 {
-    fn from(config: &Config) -> ConfigRecordV1 {
-        ConfigRecordV1 {
-            hostname: config.hostname.clone(),
-            network: config
-                .network
-                .iter()
-                .map(|iface| NetIfaceRecordV1 {
-                    name: iface.name.clone(),
-                    method: match &iface.method {
-                        NetMethod::Dhcp => NetMethodRecordV1::Dhcp,
-                        NetMethod::Static {
-                            address,
-                            prefix,
-                            gateway,
-                            dns,
-                        } => NetMethodRecordV1::Static {
-                            address: address.octets(),
-                            prefix: *prefix,
-                            gateway: gateway.map(|g| g.octets()),
-                            dns: dns.iter().map(Ipv4Addr::octets).collect(),
-                        },
-                    },
-                })
-                .collect(),
-            pool: config.pool.as_ref().map(|pool| PoolRecordV1 {
-                name: pool.name.as_str().to_owned(),
-                uuid: pool.uuid,
-            }),
-            datasets: config
-                .datasets
-                .iter()
-                .map(|dataset| DatasetRecordV1 {
-                    name: dataset.name.as_str().to_owned(),
-                    quota: dataset.quota.map(Size::bytes),
-                    compression: match dataset.compression {
-                        Compression::None => CompressionRecordV1::None,
-                        Compression::Zstd => CompressionRecordV1::Zstd,
-                        Compression::Lzo => CompressionRecordV1::Lzo,
-                        Compression::Zlib => CompressionRecordV1::Zlib,
-                    },
-                    uid: dataset.uid,
-                    gid: dataset.gid,
-                    mode: dataset.mode,
-                })
-                .collect(),
-            scrub: match config.scrub {
-                ScrubSchedule::Off => ScrubRecordV1::Off,
-                ScrubSchedule::Monthly { day, hour, minute } => {
-                    ScrubRecordV1::Monthly { day, hour, minute }
-                }
-            },
-            last_scrub: config.last_scrub.as_ref().map(|s| ScrubSummaryRecordV1 {
-                started: s.started,
-                finished: s.finished,
-                bytes_scrubbed: s.bytes_scrubbed,
-                corrected: s.corrected,
-                uncorrectable: s.uncorrectable,
-                cancelled: s.cancelled,
-            }),
-        }
-    }
-}
-
 /// Wraps a value's parse error with the field it came from.
 fn field<T, E>(name: impl FnOnce() -> String, result: Result<T, E>) -> Result<T, ContentError>
 where
@@ -268,86 +128,11 @@ where
     })
 }
 
-/// Checks every value and the whole configuration: a record is trusted no more than input.
-impl TryFrom<ConfigRecordV1> for Config {
-    type Error = ContentError;
-
-    fn try_from(record: ConfigRecordV1) -> Result<Config, ContentError> {
-        let network = record
-            .network
-            .into_iter()
-            .map(|iface| NetIface {
-                name: iface.name,
-                method: match iface.method {
-                    NetMethodRecordV1::Dhcp => NetMethod::Dhcp,
-                    NetMethodRecordV1::Static {
-                        address,
-                        prefix,
-                        gateway,
-                        dns,
-                    } => NetMethod::Static {
-                        address: address.into(),
-                        prefix,
-                        gateway: gateway.map(Ipv4Addr::from),
-                        dns: dns.into_iter().map(Ipv4Addr::from).collect(),
-                    },
-                },
-            })
-            .collect();
-        let pool = match record.pool {
-            Some(pool) => Some(PoolConfig {
-                name: field(|| "pool name".to_owned(), PoolName::parse(&pool.name))?,
-                uuid: pool.uuid,
-            }),
-            None => None,
-        };
-        let mut datasets = Vec::with_capacity(record.datasets.len());
-        for (index, dataset) in record.datasets.into_iter().enumerate() {
-            let at = |what: &str| format!("datasets[{index}].{what}");
-            datasets.push(DatasetConfig {
-                name: field(|| at("name"), DatasetName::parse(&dataset.name))?,
-                quota: dataset.quota.map(Size::from_bytes),
-                compression: match dataset.compression {
-                    CompressionRecordV1::None => Compression::None,
-                    CompressionRecordV1::Zstd => Compression::Zstd,
-                    CompressionRecordV1::Lzo => Compression::Lzo,
-                    CompressionRecordV1::Zlib => Compression::Zlib,
-                },
-                uid: dataset.uid,
-                gid: dataset.gid,
-                mode: dataset.mode,
-            });
-        }
-        let config = Config {
-            hostname: record.hostname,
-            network,
-            pool,
-            datasets,
-            scrub: match record.scrub {
-                ScrubRecordV1::Off => ScrubSchedule::Off,
-                ScrubRecordV1::Monthly { day, hour, minute } => {
-                    ScrubSchedule::Monthly { day, hour, minute }
-                }
-            },
-            last_scrub: record.last_scrub.map(|s| ScrubSummary {
-                started: s.started,
-                finished: s.finished,
-                bytes_scrubbed: s.bytes_scrubbed,
-                corrected: s.corrected,
-                uncorrectable: s.uncorrectable,
-                cancelled: s.cancelled,
-            }),
-        };
-        config.validate()?;
-        Ok(config)
-    }
-}
-
 /// Encodes `config` as a current-version record of generation `generation`. Refuses an
 /// invalid configuration, which [`decode`] would refuse to read back.
 pub fn encode(config: &Config, generation: u64) -> Result<Vec<u8>, EncodeError> {
     config.validate()?;
-    let payload = postcard::to_allocvec(&ConfigRecordV1::from(config))?;
+    let payload = postcard::to_allocvec(&ConfigRecordV2::from(config))?;
     let len =
         u32::try_from(payload.len()).map_err(|_| EncodeError::TooLarge { len: payload.len() })?;
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
@@ -413,6 +198,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Config, u64), RecordError> {
     let invalid = |source| RecordError::InvalidContent { version, source };
     let config = match version {
         1 => decode_v1(payload).map_err(invalid)?,
+        2 => decode_v2(payload).map_err(invalid)?,
         _ => return Err(RecordError::UnknownVersion { version }),
     };
     Ok((config, generation))
@@ -423,12 +209,31 @@ fn decode_v1(payload: &[u8]) -> Result<Config, ContentError> {
     if !rest.is_empty() {
         return Err(ContentError::TrailingPayload { extra: rest.len() });
     }
+    Config::try_from(ConfigRecordV2::from(record))
+}
+
+fn decode_v2(payload: &[u8]) -> Result<Config, ContentError> {
+    let (record, rest) = postcard::take_from_bytes::<ConfigRecordV2>(payload)?;
+    if !rest.is_empty() {
+        return Err(ContentError::TrailingPayload { extra: rest.len() });
+    }
     Config::try_from(record)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::accounts::{GroupConfig, GroupName, UserConfig, UserName};
+    use crate::config::model::{
+        DatasetConfig, NetIface, NetMethod, PoolConfig, ScrubSchedule, ScrubSummary,
+    };
+    use crate::config::names::{Compression, DatasetName, PoolName, Size};
+    use crate::config::sharing::{
+        ClientSpec, Encryption, NfsShare, Principal, ShareName, Signing, SmbProtocol, SmbShare,
+        Squash,
+    };
+    use crate::config::snapshots::{Retention, Schedule, SnapshotTask};
+    use std::net::Ipv4Addr;
 
     /// A configuration that uses every field and variant of version 1.
     fn sample() -> Config {
@@ -485,7 +290,117 @@ mod tests {
                 uncorrectable: 0,
                 cancelled: false,
             }),
+            ..Config::default()
         }
+    }
+
+    /// A configuration that uses every field and variant version 2 added.
+    fn sample_v2() -> Config {
+        let mut config = sample();
+        let user = |name: &str, uid, groups: &[&str]| UserConfig {
+            name: UserName::parse(name).unwrap(),
+            uid,
+            gid: uid,
+            groups: groups
+                .iter()
+                .map(|g| GroupName::parse(g).unwrap())
+                .collect(),
+            nt_hash: crate::config::accounts::nt_hash(name),
+        };
+        config.groups = vec![GroupConfig {
+            name: GroupName::parse("media").unwrap(),
+            gid: 1002,
+        }];
+        config.users = vec![user("alice", 1000, &["media"]), user("sonarr", 1001, &[])];
+        let ds = |n: &str| DatasetName::parse(n).unwrap();
+        let clients = |s: &str| ClientSpec::parse_list(s).unwrap();
+        config.nfs_shares = vec![
+            NfsShare {
+                clients: clients("10.0.3.0/24,fd00::/64,192.168.1.7"),
+                read_only: true,
+                insecure: true,
+                ..NfsShare::new(ds("media"))
+            },
+            NfsShare {
+                squash: Squash::MapRoot {
+                    uid: 1000,
+                    gid: 1000,
+                },
+                ..NfsShare::new(ds("backup"))
+            },
+            NfsShare {
+                clients: clients("*"),
+                squash: Squash::MapAll {
+                    uid: 1001,
+                    gid: 1002,
+                },
+                ..NfsShare::new(ds("scratch"))
+            },
+        ];
+        config.smb.workgroup = "HOME".into();
+        config.smb.min_protocol = SmbProtocol::Smb3_0;
+        config.smb.signing = Signing::Mandatory;
+        config.smb.encryption = Encryption::Required;
+        config.smb.domain_sid = [1, 2, 3];
+        config.smb_shares = vec![
+            SmbShare {
+                comment: "films and series".into(),
+                read_only: true,
+                valid_users: vec![
+                    Principal::User(UserName::parse("alice").unwrap()),
+                    Principal::Group(GroupName::parse("media").unwrap()),
+                ],
+                read_only_users: vec![Principal::User(UserName::parse("sonarr").unwrap())],
+                guest_ok: true,
+                hosts_allow: clients("10.0.3.0/24"),
+                hosts_deny: clients("10.0.3.9"),
+                force_user: Some(UserName::parse("sonarr").unwrap()),
+                force_group: Some(GroupName::parse("media").unwrap()),
+                create_mask: 0o664,
+                directory_mask: 0o775,
+                browseable: false,
+                veto: vec!["*.tmp".into(), ".DS_Store".into()],
+                ..SmbShare::new(ShareName::parse("Media").unwrap(), ds("media"))
+            },
+            SmbShare::new(ShareName::parse("backup").unwrap(), ds("backup")),
+        ];
+        config.smb.encryption = Encryption::Off;
+        config.snapshot_tasks = vec![
+            SnapshotTask {
+                id: 1,
+                dataset: ds("media"),
+                schedule: Schedule::Minutes(15),
+                retention: Retention::Last(4),
+                last_run: 1_700_000_000,
+            },
+            SnapshotTask {
+                id: 3,
+                dataset: ds("media"),
+                schedule: Schedule::Hours(6),
+                retention: Retention::For(7 * 86_400),
+                last_run: 1_700_000_060,
+            },
+            SnapshotTask {
+                id: 4,
+                dataset: ds("backup"),
+                schedule: Schedule::Daily { hour: 3, minute: 0 },
+                retention: Retention::Last(30),
+                last_run: 0,
+            },
+            SnapshotTask {
+                id: 5,
+                dataset: ds("backup"),
+                schedule: Schedule::Weekly {
+                    weekday: 6,
+                    hour: 4,
+                    minute: 30,
+                },
+                retention: Retention::For(90 * 86_400),
+                last_run: 0,
+            },
+        ];
+        config.next_task_id = 6;
+        config
     }
 
     /// The version 1 encoding of [`sample`] at generation 42, as saved by the first release of
@@ -527,16 +442,9 @@ mod tests {
         assert_eq!(config, sample());
     }
 
-    /// Only while version 1 is current: the encoder still writes exactly the saved bytes.
-    #[test]
-    fn golden_v1_encodes() {
-        assert_eq!(CURRENT_VERSION, 1);
-        assert_eq!(hex(&encode(&sample(), 42).unwrap()), hex(&unhex(GOLDEN_V1)));
-    }
-
     #[test]
     fn round_trip() {
-        for config in [Config::default(), sample()] {
+        for config in [Config::default(), sample(), sample_v2()] {
             for generation in [0, 1, u64::MAX] {
                 let bytes = encode(&config, generation).unwrap();
                 assert_eq!(decode(&bytes).unwrap(), (config.clone(), generation));
@@ -609,16 +517,16 @@ mod tests {
     #[test]
     fn newer_version_is_reported() {
         let mut bytes = encode(&sample(), 7).unwrap();
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
         let error = decode(&reseal(bytes)).unwrap_err();
-        assert!(matches!(error, RecordError::UnknownVersion { version: 2 }));
-        assert!(error.to_string().contains("version 2"), "{error}");
+        assert!(matches!(error, RecordError::UnknownVersion { version: 3 }));
+        assert!(error.to_string().contains("version 3"), "{error}");
     }
 
     fn with_payload(payload: &[u8]) -> Vec<u8> {
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&MAGIC);
-        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&2u32.to_le_bytes());
         bytes.extend_from_slice(&3u64.to_le_bytes());
         bytes.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
         bytes.extend_from_slice(payload);
@@ -629,7 +537,7 @@ mod tests {
     #[test]
     fn invalid_content_is_reported() {
         // Intact envelopes around payloads that are not valid configurations.
-        let mut record = ConfigRecordV1::from(&sample());
+        let mut record = ConfigRecordV2::from(&sample());
         record.datasets[1].name = "../etc".to_owned();
         let bytes = with_payload(&postcard::to_allocvec(&record).unwrap());
         let message = decode(&bytes).unwrap_err().to_string();
@@ -638,14 +546,14 @@ mod tests {
             "{message}"
         );
 
-        let mut record = ConfigRecordV1::from(&sample());
+        let mut record = ConfigRecordV2::from(&sample());
         record.datasets[0].mode = 0o777777;
         let bytes = with_payload(&postcard::to_allocvec(&record).unwrap());
         let message = decode(&bytes).unwrap_err().to_string();
         assert!(message.contains("\"media\" has mode 777777"), "{message}");
 
-        let mut record = ConfigRecordV1::from(&sample());
-        record.scrub = ScrubRecordV1::Monthly {
+        let mut record = ConfigRecordV2::from(&sample());
+        record.scrub = v1::ScrubRecordV1::Monthly {
             day: 31,
             hour: 0,
             minute: 0,
@@ -656,7 +564,7 @@ mod tests {
             .to_string()
             .contains("scrub day 31"));
 
-        let mut payload = postcard::to_allocvec(&ConfigRecordV1::from(&sample())).unwrap();
+        let mut payload = postcard::to_allocvec(&ConfigRecordV2::from(&sample())).unwrap();
         payload.push(0);
         assert!(matches!(
             decode(&with_payload(&payload)),
