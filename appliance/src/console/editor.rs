@@ -1,5 +1,6 @@
 //! A small line editor for a serial terminal in raw mode: printable input with echo,
-//! backspace, ctrl-u (erase line), ctrl-c (cancel line), up/down history, enter.
+//! backspace, ctrl-u (erase line), ctrl-c (cancel line), up/down history, enter; and a secret
+//! mode for passwords: nothing is echoed, nothing enters the history.
 //!
 //! It is a pure state machine: bytes in, bytes to echo and an outcome out, so it is tested
 //! (and fuzzed) without a terminal.
@@ -35,11 +36,19 @@ pub struct Editor {
     /// Position while browsing history (`history.len()` = the line being typed).
     browse: usize,
     saved: String,
+    /// Secret entry: no echo, no history.
+    secret: bool,
 }
 
 impl Editor {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Starts or ends secret entry (a password): the next lines are not echoed or remembered.
+    pub fn set_secret(&mut self, secret: bool) {
+        self.secret = secret;
+        self.line.clear();
     }
 
     /// The line typed so far.
@@ -65,8 +74,8 @@ impl Editor {
                 if (0x40..=0x7e).contains(&byte) {
                     self.escape = Escape::None;
                     match byte {
-                        b'A' => self.recall(-1, prompt, echo),
-                        b'B' => self.recall(1, prompt, echo),
+                        b'A' if !self.secret => self.recall(-1, prompt, echo),
+                        b'B' if !self.secret => self.recall(1, prompt, echo),
                         _ => {}
                     }
                 } else if !(0x20..=0x3f).contains(&byte) {
@@ -85,6 +94,9 @@ impl Editor {
                 self.pending_utf8.clear();
                 echo.extend_from_slice(b"\r\n");
                 let line = std::mem::take(&mut self.line);
+                if self.secret {
+                    return Some(Outcome::Line(line));
+                }
                 if !line.trim().is_empty() && self.history.last() != Some(&line) {
                     if self.history.len() == HISTORY {
                         self.history.remove(0);
@@ -109,7 +121,7 @@ impl Editor {
             }
             0x7f | 0x08 => {
                 self.pending_utf8.clear();
-                if self.line.pop().is_some() {
+                if self.line.pop().is_some() && !self.secret {
                     echo.extend_from_slice(b"\x08 \x08");
                 }
                 None
@@ -156,6 +168,9 @@ impl Editor {
             return;
         }
         self.line.push(c);
+        if self.secret {
+            return;
+        }
         let mut buf = [0u8; 4];
         echo.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
     }
@@ -183,13 +198,32 @@ impl Editor {
     pub fn redraw(&self, prompt: &str, echo: &mut Vec<u8>) {
         echo.extend_from_slice(b"\r\x1b[K");
         echo.extend_from_slice(prompt.as_bytes());
-        echo.extend_from_slice(self.line.as_bytes());
+        if !self.secret {
+            echo.extend_from_slice(self.line.as_bytes());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_entry_echoes_nothing_and_is_forgotten() {
+        let mut ed = Editor::new();
+        ed.set_secret(true);
+        let (outs, echo) = feed_all(&mut ed, b"s3cr\x7fet\r");
+        assert_eq!(outs, vec![Outcome::Line("s3cet".into())]);
+        assert_eq!(echo, b"\r\n");
+        let mut redraw = Vec::new();
+        ed.feed(b'x', "> ", &mut redraw);
+        ed.redraw("> ", &mut redraw);
+        assert!(!redraw.contains(&b'x'));
+        ed.set_secret(false);
+        let (_, echo) = feed_all(&mut ed, b"\x1b[A");
+        // Nothing to recall: the secret never entered the history.
+        assert_eq!(echo, b"\x07");
+    }
 
     fn feed_all(ed: &mut Editor, bytes: &[u8]) -> (Vec<Outcome>, Vec<u8>) {
         let mut outs = Vec::new();

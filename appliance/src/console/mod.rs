@@ -8,6 +8,8 @@
 
 pub mod editor;
 pub mod parse;
+pub mod parse_sharing;
+pub mod parse_snapshot;
 pub mod render;
 pub mod request;
 
@@ -123,7 +125,7 @@ impl Consoles {
         );
         let _ = FIRST_PROMPT_AT.set(crate::system::info::uptime_secs());
         let mut buf = [0u8; 256];
-        let mut pending: Option<(Vec<String>, Request)> = None;
+        let mut pending: Option<Pending> = None;
         loop {
             let n = match tty.read(&mut buf) {
                 Ok(0) => {
@@ -142,10 +144,7 @@ impl Consoles {
                 }
             };
             for &byte in &buf[..n] {
-                let prompt = match &pending {
-                    Some(_) => CONFIRM_PROMPT.to_string(),
-                    None => self.prompt(),
-                };
+                let prompt = self.prompt_for(&pending);
                 let mut echo = Vec::new();
                 let outcome = lock(&session.editor).feed(byte, &prompt, &mut echo);
                 write_tty(session, &echo);
@@ -153,6 +152,7 @@ impl Consoles {
                     None => continue,
                     Some(Outcome::Cancelled) => {
                         if pending.take().is_some() {
+                            lock(&session.editor).set_secret(false);
                             write_tty(session, b"not confirmed: nothing changed\n");
                         }
                         write_tty(session, self.prompt().as_bytes());
@@ -162,12 +162,40 @@ impl Consoles {
                 };
                 let answer = match pending.take() {
                     None => self.execute(&line, events),
-                    Some((answers, request)) => {
+                    Some(Pending::Confirm { answers, request }) => {
                         let typed = line.trim();
                         if answers.iter().any(|a| a == typed) {
                             self.send(request.with_confirmation(typed.to_string()), events)
                         } else {
                             Answer::Text("not confirmed: nothing changed\n".into())
+                        }
+                    }
+                    Some(Pending::Secret {
+                        request,
+                        first: None,
+                    }) => {
+                        if line.is_empty() {
+                            lock(&session.editor).set_secret(false);
+                            Answer::Text(
+                                "an empty password is not allowed: nothing changed\n".into(),
+                            )
+                        } else {
+                            pending = Some(Pending::Secret {
+                                request,
+                                first: Some(line),
+                            });
+                            Answer::Text(String::new())
+                        }
+                    }
+                    Some(Pending::Secret {
+                        request,
+                        first: Some(first),
+                    }) => {
+                        lock(&session.editor).set_secret(false);
+                        if first == line {
+                            self.send(request.with_secret(request::Secret(line)), events)
+                        } else {
+                            Answer::Text("the passwords differ: nothing changed\n".into())
                         }
                     }
                 };
@@ -178,19 +206,37 @@ impl Consoles {
                         answers,
                         request,
                     } => {
-                        pending = Some((answers, *request));
+                        pending = Some(Pending::Confirm {
+                            answers,
+                            request: *request,
+                        });
                         format!("{question}\n")
+                    }
+                    Answer::Secret { prompt, request } => {
+                        lock(&session.editor).set_secret(true);
+                        pending = Some(Pending::Secret {
+                            request: *request,
+                            first: None,
+                        });
+                        format!("{prompt}\n")
                     }
                 }
                 .replace('\n', "\r\n")
                 .into_bytes();
-                let prompt = match &pending {
-                    Some(_) => CONFIRM_PROMPT.to_string(),
-                    None => self.prompt(),
-                };
+                let prompt = self.prompt_for(&pending);
                 out.extend_from_slice(prompt.as_bytes());
                 write_tty(session, &out);
             }
+        }
+    }
+
+    /// The prompt for the session's state: the host's, or a question's.
+    fn prompt_for(&self, pending: &Option<Pending>) -> String {
+        match pending {
+            None => self.prompt(),
+            Some(Pending::Confirm { .. }) => CONFIRM_PROMPT.to_string(),
+            Some(Pending::Secret { first: None, .. }) => PASSWORD_PROMPT.to_string(),
+            Some(Pending::Secret { first: Some(_), .. }) => PASSWORD_AGAIN_PROMPT.to_string(),
         }
     }
 
@@ -223,6 +269,7 @@ impl Consoles {
                 answers,
                 request,
             },
+            Ok(Ok(Reply::AskSecret { prompt, request })) => Answer::Secret { prompt, request },
             Ok(Ok(reply)) => Answer::Text(render::reply(&reply)),
             Ok(Err(message)) => Answer::Text(format!("error: {message}\n")),
             Err(_) => Answer::Text(
@@ -235,12 +282,34 @@ impl Consoles {
 /// The prompt while the console waits for a confirmation.
 pub const CONFIRM_PROMPT: &str = "confirm> ";
 
+/// The prompts while the console reads a password (without echo), twice.
+pub const PASSWORD_PROMPT: &str = "password: ";
+pub const PASSWORD_AGAIN_PROMPT: &str = "password again: ";
+
+/// What a session waits for after a question.
+enum Pending {
+    /// One of `answers`, to complete `request`.
+    Confirm {
+        answers: Vec<String>,
+        request: Request,
+    },
+    /// A password, typed twice (`first` holds the first entry).
+    Secret {
+        request: Request,
+        first: Option<String>,
+    },
+}
+
 /// What the console prints after a line: text, or a question whose answer completes a request.
 enum Answer {
     Text(String),
     Ask {
         question: String,
         answers: Vec<String>,
+        request: Box<Request>,
+    },
+    Secret {
+        prompt: String,
         request: Box<Request>,
     },
 }

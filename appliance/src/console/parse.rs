@@ -66,6 +66,48 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp { noun: "dataset", usage: "dataset set NAME PROPERTY VALUE ...", about: "change quota (SIZE or none), compression, owner, mode" },
     CommandHelp { noun: "dataset", usage: "dataset destroy NAME [force]", about: "delete a dataset and its data (asks to confirm)" },
+    CommandHelp { noun: "snapshot", usage: "snapshot list [DATASET]", about: "snapshots with creation time and the space each holds" },
+    CommandHelp { noun: "snapshot", usage: "snapshot create DATASET@NAME", about: "a read-only snapshot, now" },
+    CommandHelp { noun: "snapshot", usage: "snapshot destroy DATASET@NAME", about: "delete a snapshot" },
+    CommandHelp { noun: "snapshot", usage: "snapshot rollback DATASET@NAME", about: "return the dataset to the snapshot (asks to confirm)" },
+    CommandHelp { noun: "snapshot", usage: "snapshot clone DATASET@NAME NEWDATASET", about: "a new writable dataset from a snapshot" },
+    CommandHelp { noun: "snapshot", usage: "snapshot task list", about: "periodic tasks with their next run and last result" },
+    CommandHelp {
+        noun: "snapshot",
+        usage: "snapshot task add DATASET every 15m|every 2h|daily HH:MM|weekly DAY HH:MM keep N|keep 7d",
+        about: "snapshot on a schedule (UTC), keeping the newest N or for a time",
+    },
+    CommandHelp { noun: "snapshot", usage: "snapshot task remove ID", about: "stop a task (its snapshots stay)" },
+    CommandHelp { noun: "nfs", usage: "nfs share list", about: "NFS exports, their clients and options (also: nfs list)" },
+    CommandHelp {
+        noun: "nfs",
+        usage: "nfs share add DATASET [clients LIST] [ro] [no_root_squash|maproot USER|mapall USER] [insecure]",
+        about: "export /mnt/POOL/DATASET over NFSv4 (root squashed by default)",
+    },
+    CommandHelp { noun: "nfs", usage: "nfs share set DATASET OPTION...", about: "change an export's options, at once" },
+    CommandHelp { noun: "nfs", usage: "nfs share remove DATASET", about: "stop exporting a dataset" },
+    CommandHelp { noun: "smb", usage: "smb status", about: "the SMB server's settings and sessions" },
+    CommandHelp {
+        noun: "smb",
+        usage: "smb set workgroup NAME|min_protocol 2.1|3.0|signing auto|mandatory|encryption auto|off|required",
+        about: "change the server's settings (restarts SMB)",
+    },
+    CommandHelp { noun: "smb", usage: "smb share list", about: "SMB shares and their options" },
+    CommandHelp {
+        noun: "smb",
+        usage: "smb share add NAME [dataset DS] [users LIST] [readonly_users LIST] [ro] [guest yes] [hosts_allow LIST] [hosts_deny LIST] [force_user U] [force_group G] [create_mask 0664] [directory_mask 0775] [browseable no] [veto LIST] [comment TEXT]",
+        about: "share a dataset (default: the dataset of the same name)",
+    },
+    CommandHelp { noun: "smb", usage: "smb share set NAME OPTION...", about: "change a share's options, at once" },
+    CommandHelp { noun: "smb", usage: "smb share remove NAME", about: "stop sharing" },
+    CommandHelp { noun: "user", usage: "user list", about: "users with their ids and groups" },
+    CommandHelp { noun: "user", usage: "user add NAME [uid N] [groups G,G]", about: "a new user; asks for the password twice" },
+    CommandHelp { noun: "user", usage: "user passwd NAME", about: "change a password" },
+    CommandHelp { noun: "user", usage: "user set NAME groups G,G|none", about: "change a user's groups" },
+    CommandHelp { noun: "user", usage: "user remove NAME", about: "remove a user (files keep their owner id)" },
+    CommandHelp { noun: "group", usage: "group list", about: "groups and their members" },
+    CommandHelp { noun: "group", usage: "group add NAME [gid N]", about: "a new group" },
+    CommandHelp { noun: "group", usage: "group remove NAME", about: "remove a group" },
     CommandHelp { noun: "file", usage: "file write DATASET/PATH SIZE [seed WORD]", about: "write a test pattern and print its SHA-256" },
     CommandHelp { noun: "file", usage: "file checksum DATASET/PATH", about: "SHA-256 and size of a file" },
     CommandHelp { noun: "file", usage: "file list DATASET[/PATH]", about: "the entries of a directory" },
@@ -88,7 +130,10 @@ pub const COMMANDS: &[CommandHelp] = &[
 ];
 
 /// The nouns, in help order.
-pub const NOUNS: &[&str] = &["system", "disk", "pool", "dataset", "file", "network"];
+pub const NOUNS: &[&str] = &[
+    "system", "disk", "pool", "dataset", "snapshot", "nfs", "smb", "user", "group", "file",
+    "network",
+];
 
 /// A line that is not a valid command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,14 +156,14 @@ pub enum Parsed {
     Request(Request),
 }
 
-fn err(message: impl Into<String>, hint: impl Into<String>) -> ParseError {
+pub(super) fn err(message: impl Into<String>, hint: impl Into<String>) -> ParseError {
     ParseError {
         message: message.into(),
         hint: hint.into(),
     }
 }
 
-fn usage_hint(noun: &str) -> String {
+pub(super) fn usage_hint(noun: &str) -> String {
     format!("type 'help {noun}' for its commands")
 }
 
@@ -218,6 +263,11 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
         "pool" => Request::Pool(parse_pool(rest)?),
         "dataset" | "ds" => Request::Dataset(parse_dataset(rest)?),
         "file" => Request::File(parse_file(rest)?),
+        "nfs" => Request::Nfs(super::parse_sharing::parse_nfs(rest)?),
+        "smb" => Request::Smb(super::parse_sharing::parse_smb(rest)?),
+        "user" => Request::User(super::parse_sharing::parse_user(rest)?),
+        "group" => Request::Group(super::parse_sharing::parse_group(rest)?),
+        "snapshot" | "snap" => Request::Snapshot(super::parse_snapshot::parse_snapshot(rest)?),
         "network" | "net" => parse_network(rest)?,
         other => {
             return Err(err(
@@ -230,7 +280,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
 }
 
 /// Keeps echoed user input short in error messages.
-fn clip(s: &str) -> String {
+pub(super) fn clip(s: &str) -> String {
     if s.chars().count() > 32 {
         format!("{}…", s.chars().take(32).collect::<String>())
     } else {
@@ -238,7 +288,7 @@ fn clip(s: &str) -> String {
     }
 }
 
-fn unknown_verb(noun: &str, verb: &str) -> ParseError {
+pub(super) fn unknown_verb(noun: &str, verb: &str) -> ParseError {
     err(
         format!("'{noun}' has no verb '{}'", clip(verb)),
         usage_hint(noun),
@@ -507,7 +557,7 @@ fn parse_pool(rest: &[&str]) -> Result<PoolRequest, ParseError> {
 }
 
 /// `HH:MM` in 24-hour time.
-fn parse_time(text: &str) -> Result<(u8, u8), ParseError> {
+pub(super) fn parse_time(text: &str) -> Result<(u8, u8), ParseError> {
     let bad = || {
         err(
             format!("'{}' is not a time", clip(text)),
@@ -523,7 +573,7 @@ fn parse_time(text: &str) -> Result<(u8, u8), ParseError> {
     Ok((hour, minute))
 }
 
-fn dataset_name(text: &str) -> Result<DatasetName, ParseError> {
+pub(super) fn dataset_name(text: &str) -> Result<DatasetName, ParseError> {
     DatasetName::parse(text).map_err(|e| err(e.to_string(), "see 'help dataset'"))
 }
 
@@ -665,6 +715,15 @@ fn parse_file(rest: &[&str]) -> Result<FileRequest, ParseError> {
     }
 }
 
+/// One command's help: usage and description on one line, or on two when the usage is long.
+fn help_line(out: &mut String, c: &CommandHelp) {
+    if c.usage.len() <= 44 {
+        out.push_str(&format!("  {:<44} {}\n", c.usage, c.about));
+    } else {
+        out.push_str(&format!("  {}\n  {:<44} {}\n", c.usage, "", c.about));
+    }
+}
+
 /// The help text for everything, or for one noun.
 pub fn help(noun: Option<&str>) -> String {
     let mut out = String::new();
@@ -674,14 +733,14 @@ pub fn help(noun: Option<&str>) -> String {
             for noun in NOUNS {
                 out.push_str(&format!("{noun}:\n"));
                 for c in COMMANDS.iter().filter(|c| c.noun == *noun) {
-                    out.push_str(&format!("  {:<44} {}\n", c.usage, c.about));
+                    help_line(&mut out, c);
                 }
             }
             out.push_str("Keys: backspace, ctrl-u clears the line, ctrl-c cancels it, up/down recall history.\n");
         }
         Some(noun) => {
             for c in COMMANDS.iter().filter(|c| c.noun == noun) {
-                out.push_str(&format!("  {:<44} {}\n", c.usage, c.about));
+                help_line(&mut out, c);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Typed replies → console text.
 
-use super::request::{Reply, StatusReport};
+use super::request::{Reply, StatusReport, Table};
 use crate::net::LinkStatus;
 use crate::storage::{DatasetInfo, Health, PoolStatus};
 use crate::system::disks::{human_size, Disk};
@@ -17,7 +17,48 @@ pub fn reply(reply: &Reply) -> String {
         Reply::Datasets(list) => datasets(list),
         Reply::Confirm { question, .. } => format!("{question}\n"),
         Reply::Log(lines) => lines.iter().map(|l| format!("{l}\n")).collect(),
+        Reply::Table(t) => table(t),
+        Reply::AskSecret { prompt, .. } => format!("{prompt}\n"),
     }
+}
+
+/// Columns padded to their widest cell, two spaces apart; notes after.
+pub fn table(t: &Table) -> String {
+    let mut out = String::new();
+    if t.rows.is_empty() {
+        out.push_str(&t.empty);
+        out.push('\n');
+    } else {
+        let mut widths: Vec<usize> = t.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &t.rows {
+            for (i, cell) in row.iter().enumerate() {
+                if let Some(w) = widths.get_mut(i) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let mut l = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i + 1 == cells.len() {
+                    l.push_str(cell);
+                } else {
+                    let pad = widths.get(i).copied().unwrap_or(0);
+                    l.push_str(&format!("{cell:<pad$}  "));
+                }
+            }
+            l.trim_end().to_owned() + "\n"
+        };
+        out.push_str(&line(t.headers.to_vec()));
+        for row in &t.rows {
+            out.push_str(&line(row.iter().map(String::as_str).collect()));
+        }
+    }
+    for note in &t.notes {
+        out.push_str(note);
+        out.push('\n');
+    }
+    out
 }
 
 fn mib(kib: u64) -> String {

@@ -5,7 +5,11 @@
 
 use std::net::Ipv4Addr;
 
-use crate::config::{Compression, DatasetName, PoolName, ScrubSchedule, Size};
+use crate::config::sharing::{Encryption, Signing, SmbProtocol};
+use crate::config::{
+    ClientSpec, Compression, DatasetName, GroupName, PoolName, Principal, Retention, Schedule,
+    ScrubSchedule, ShareName, Size, SnapshotName, UserName,
+};
 use crate::net::LinkStatus;
 use crate::storage::{DatasetInfo, PoolStatus};
 use crate::system::disks::Disk;
@@ -170,6 +174,173 @@ pub enum NetworkRequest {
     },
 }
 
+/// A password typed at the console (never echoed), kept only until the engine hashes it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// A user named at the console, or numeric ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountRef {
+    User(UserName),
+    Ids { uid: u32, gid: u32 },
+}
+
+/// Who an NFS client's users become, as typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SquashSpec {
+    RootToNobody,
+    None,
+    MapRoot(AccountRef),
+    MapAll(AccountRef),
+}
+
+/// NFS share options a command sets; `None` leaves an option as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NfsOptions {
+    pub clients: Option<Vec<ClientSpec>>,
+    pub read_only: Option<bool>,
+    pub squash: Option<SquashSpec>,
+    pub insecure: Option<bool>,
+}
+
+/// NFS share changes and queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NfsRequest {
+    List,
+    Add {
+        dataset: DatasetName,
+        options: NfsOptions,
+    },
+    Set {
+        dataset: DatasetName,
+        options: NfsOptions,
+    },
+    Remove {
+        dataset: DatasetName,
+    },
+}
+
+/// SMB share options a command sets; `None` leaves an option as it is; `Some(None)` clears a
+/// forced user or group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmbShareOptions {
+    pub dataset: Option<DatasetName>,
+    pub comment: Option<String>,
+    pub read_only: Option<bool>,
+    pub valid_users: Option<Vec<Principal>>,
+    pub read_only_users: Option<Vec<Principal>>,
+    pub guest_ok: Option<bool>,
+    pub hosts_allow: Option<Vec<ClientSpec>>,
+    pub hosts_deny: Option<Vec<ClientSpec>>,
+    pub force_user: Option<Option<UserName>>,
+    pub force_group: Option<Option<GroupName>>,
+    pub create_mask: Option<u32>,
+    pub directory_mask: Option<u32>,
+    pub browseable: Option<bool>,
+    pub veto: Option<Vec<String>>,
+}
+
+/// The SMB server's settings a command changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmbGlobalOptions {
+    pub workgroup: Option<String>,
+    pub min_protocol: Option<SmbProtocol>,
+    pub signing: Option<Signing>,
+    pub encryption: Option<Encryption>,
+}
+
+/// SMB server and share changes and queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmbRequest {
+    Show,
+    Set(SmbGlobalOptions),
+    ShareList,
+    ShareAdd {
+        name: ShareName,
+        options: SmbShareOptions,
+    },
+    ShareSet {
+        name: ShareName,
+        options: SmbShareOptions,
+    },
+    ShareRemove {
+        name: ShareName,
+    },
+}
+
+/// User changes and queries. A request that needs a password is sent without one first; the
+/// engine checks it and asks for the password ([`Reply::AskSecret`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserRequest {
+    List,
+    Add {
+        name: UserName,
+        uid: Option<u32>,
+        groups: Vec<GroupName>,
+        password: Option<Secret>,
+    },
+    Passwd {
+        name: UserName,
+        password: Option<Secret>,
+    },
+    Set {
+        name: UserName,
+        groups: Vec<GroupName>,
+    },
+    Remove {
+        name: UserName,
+    },
+}
+
+/// Group changes and queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupRequest {
+    List,
+    Add { name: GroupName, gid: Option<u32> },
+    Remove { name: GroupName },
+}
+
+/// Snapshot changes and queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotRequest {
+    List {
+        dataset: Option<DatasetName>,
+    },
+    Create {
+        dataset: DatasetName,
+        name: SnapshotName,
+    },
+    Destroy {
+        dataset: DatasetName,
+        name: SnapshotName,
+    },
+    Rollback {
+        dataset: DatasetName,
+        name: SnapshotName,
+        confirmed: bool,
+    },
+    Clone {
+        dataset: DatasetName,
+        name: SnapshotName,
+        target: DatasetName,
+    },
+    TaskList,
+    TaskAdd {
+        dataset: DatasetName,
+        schedule: Schedule,
+        retention: Retention,
+    },
+    TaskRemove {
+        id: u32,
+    },
+}
+
 /// Everything the console can ask of the appliance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -186,6 +357,11 @@ pub enum Request {
     Pool(PoolRequest),
     Dataset(DatasetRequest),
     File(FileRequest),
+    Nfs(NfsRequest),
+    Smb(SmbRequest),
+    User(UserRequest),
+    Group(GroupRequest),
+    Snapshot(SnapshotRequest),
     Network(NetworkRequest),
     Hostname(Option<HostName>),
     Reboot,
@@ -231,9 +407,46 @@ impl Request {
                     confirmed: true,
                 })
             }
+            Request::Snapshot(SnapshotRequest::Rollback { dataset, name, .. }) => {
+                Request::Snapshot(SnapshotRequest::Rollback {
+                    dataset,
+                    name,
+                    confirmed: true,
+                })
+            }
             other => other,
         }
     }
+
+    /// The request again, with the password the operator typed (twice) filled in.
+    pub fn with_secret(self, secret: Secret) -> Request {
+        match self {
+            Request::User(UserRequest::Add {
+                name, uid, groups, ..
+            }) => Request::User(UserRequest::Add {
+                name,
+                uid,
+                groups,
+                password: Some(secret),
+            }),
+            Request::User(UserRequest::Passwd { name, .. }) => Request::User(UserRequest::Passwd {
+                name,
+                password: Some(secret),
+            }),
+            other => other,
+        }
+    }
+}
+
+/// Rows of text under column headers, for lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
+    /// Shown instead of the table when there are no rows.
+    pub empty: String,
+    /// Lines after the table (warnings, notes).
+    pub notes: Vec<String>,
 }
 
 /// One line of the services table.
@@ -285,4 +498,11 @@ pub enum Reply {
         request: Box<Request>,
     },
     Log(Vec<String>),
+    Table(Table),
+    /// The request needs a password: the console asks for it twice without echo and sends
+    /// `request` again with it ([`Request::with_secret`]).
+    AskSecret {
+        prompt: String,
+        request: Box<Request>,
+    },
 }

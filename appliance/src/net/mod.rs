@@ -36,6 +36,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub use random::random_u32;
+
 use iface::{IfaceCtx, Record};
 use rtnl::Rtnl;
 use settings::{IfaceName, Plan, PlannedMethod};

@@ -55,6 +55,22 @@ pub fn table_for(config: &Config, mounted: &dyn Fn(&str) -> bool) -> ExportTable
                 log::warn!("nfs: {path} is not mounted; its share is not served");
                 return None;
             }
+            // The snapshot view and each snapshot: read-only submounts with their own UUIDs.
+            let submounts =
+                crate::storage::snapshots::submounts(pool.name.as_str(), share.dataset.as_str())
+                    .into_iter()
+                    .map(|(sub, ino)| {
+                        let sub = sub.display().to_string();
+                        let relative = sub.strip_prefix(&path).unwrap_or(&sub).to_owned();
+                        let uuid = derive_uuid(&[
+                            b"submount",
+                            &pool.uuid,
+                            share.dataset.as_str().as_bytes(),
+                            relative.as_bytes(),
+                        ]);
+                        (sub, uuid, ino)
+                    })
+                    .collect();
             Some(ShareSpec {
                 uuid: derive_uuid(&[b"dataset", &pool.uuid, share.dataset.as_str().as_bytes()]),
                 ino: inode_of(&path),
@@ -64,7 +80,7 @@ pub fn table_for(config: &Config, mounted: &dyn Fn(&str) -> bool) -> ExportTable
                     squash: share.squash,
                     insecure: share.insecure,
                 },
-                submounts: Vec::new(),
+                submounts,
                 path,
             })
         })

@@ -14,6 +14,7 @@
 pub mod btrfs;
 pub mod files;
 pub mod pool;
+pub mod snapshots;
 
 use std::path::{Path, PathBuf};
 
@@ -22,9 +23,14 @@ pub const POOL_ROOT: &str = "/run/tank/pool";
 /// The hidden subvolume that holds the appliance's own state.
 pub const META_SUBVOL: &str = ".tank";
 
+/// The appliance's own subvolume (configuration, NFS client recovery records).
+pub fn meta_dir() -> PathBuf {
+    Path::new(POOL_ROOT).join(META_SUBVOL)
+}
+
 /// The configuration store's directory.
 pub fn config_dir() -> PathBuf {
-    Path::new(POOL_ROOT).join(META_SUBVOL).join("config")
+    meta_dir().join("config")
 }
 
 /// `/mnt/<pool>`.

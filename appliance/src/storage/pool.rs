@@ -160,6 +160,10 @@ pub fn mount_datasets(config: &Config) -> Vec<String> {
     for ds in &config.datasets {
         if let Err(e) = mount_dataset(pool.name.as_str(), ds.name.as_str()) {
             problems.push(format!("dataset {}: {e}", ds.name.as_str()));
+            continue;
+        }
+        for problem in super::snapshots::mount_all(pool.name.as_str(), ds.name.as_str()) {
+            problems.push(format!("snapshots of {}: {problem}", ds.name.as_str()));
         }
     }
     problems
@@ -181,7 +185,8 @@ fn mount_pool_dir(pool: &str) -> Result<(), String> {
     .map_err(|e| format!("cannot mount {}: {e}", dir.display()))
 }
 
-fn is_mountpoint(path: &Path) -> bool {
+/// Whether `path` is a mount point now.
+pub fn is_mountpoint(path: &Path) -> bool {
     let p = path.to_string_lossy();
     crate::system::mounts::mount_points()
         .iter()
@@ -201,6 +206,7 @@ fn mount_dataset(pool: &str, name: &str) -> Result<(), String> {
 }
 
 fn unmount_dataset(pool: &str, name: &str) -> Result<(), String> {
+    super::snapshots::unmount_all(pool, name);
     let target = dataset_mountpoint(pool, name);
     if is_mountpoint(&target) {
         rustix::mount::unmount(&target, rustix::mount::UnmountFlags::empty())
@@ -211,7 +217,7 @@ fn unmount_dataset(pool: &str, name: &str) -> Result<(), String> {
 }
 
 /// A present member's device node (any member mounts the whole pool).
-fn any_member_device() -> Option<PathBuf> {
+pub(super) fn any_member_device() -> Option<PathBuf> {
     btrfs::devices(Path::new(POOL_ROOT))
         .ok()?
         .into_iter()
@@ -667,6 +673,9 @@ pub fn dataset_create(
         let _ = btrfs::delete_subvolume(&path);
         return Err(format!("{e}; nothing was changed"));
     }
+    for problem in super::snapshots::mount_all(pool.name.as_str(), name.as_str()) {
+        log::warn!("dataset {}: {problem}", name.as_str());
+    }
     Ok(ds)
 }
 
@@ -748,6 +757,45 @@ pub fn dataset_set(
 }
 
 /// Unmounts and deletes a dataset.
+/// Creates dataset `target` as a writable copy of snapshot `dataset@name`, with the source
+/// dataset's compression, owner and mode and no quota, and mounts it. Undoes itself on failure.
+pub fn dataset_clone(
+    config: &Config,
+    dataset: &DatasetName,
+    name: &crate::config::SnapshotName,
+    target: &DatasetName,
+) -> Result<DatasetConfig, String> {
+    let pool = config.pool.as_ref().ok_or("there is no pool")?;
+    let source = config.dataset(dataset).ok_or_else(|| {
+        format!(
+            "there is no dataset '{}'; 'dataset list' shows them",
+            dataset.as_str()
+        )
+    })?;
+    if config.dataset(target).is_some() || Path::new(POOL_ROOT).join(target.as_str()).exists() {
+        return Err(format!(
+            "dataset '{}' already exists; choose another name",
+            target.as_str()
+        ));
+    }
+    super::snapshots::clone_to(dataset.as_str(), name, target.as_str())?;
+    let ds = DatasetConfig {
+        name: target.clone(),
+        quota: None,
+        ..source.clone()
+    };
+    let path = Path::new(POOL_ROOT).join(target.as_str());
+    let result = apply_props(&path, &ds, true)
+        .and_then(|()| mount_dataset(pool.name.as_str(), target.as_str()));
+    if let Err(e) = result {
+        let _ = unmount_dataset(pool.name.as_str(), target.as_str());
+        let _ = btrfs::delete_subvolume(&path);
+        return Err(format!("{e}; nothing was changed"));
+    }
+    let _ = super::snapshots::mount_all(pool.name.as_str(), target.as_str());
+    Ok(ds)
+}
+
 pub fn dataset_destroy(config: &Config, name: &DatasetName) -> Result<(), String> {
     let pool = config.pool.as_ref().ok_or("there is no pool")?;
     if !config.datasets.iter().any(|d| d.name == *name) {
@@ -757,6 +805,9 @@ pub fn dataset_destroy(config: &Config, name: &DatasetName) -> Result<(), String
         ));
     }
     unmount_dataset(pool.name.as_str(), name.as_str())?;
+    for problem in super::snapshots::destroy_all(pool.name.as_str(), name.as_str()) {
+        log::warn!("destroying dataset {}: {problem}", name.as_str());
+    }
     let path = Path::new(POOL_ROOT).join(name.as_str());
     if let Err(e) = btrfs::delete_subvolume(&path) {
         let _ = mount_dataset(pool.name.as_str(), name.as_str());

@@ -4,6 +4,9 @@
 //! shutdown; [`storage_requests`] holds pool assembly, pool, dataset and file requests and the
 //! long storage jobs.
 
+mod sharing_requests;
+mod smb_requests;
+mod snapshot_requests;
 mod storage_requests;
 
 use std::sync::mpsc::{Receiver, Sender};
@@ -43,6 +46,14 @@ pub struct Appliance {
     pool_since: Option<u64>,
     /// MiB/s of the last scrub this boot.
     last_scrub_rate: Option<f64>,
+    /// The NFS server, once started, or why it did not start.
+    nfs: Option<crate::nfs::NfsService>,
+    nfs_error: Option<String>,
+    /// The SMB server, once started, or why it did not start.
+    smb: Option<crate::smb::SmbService>,
+    smb_error: Option<String>,
+    /// What each snapshot task did last this boot.
+    task_results: std::collections::BTreeMap<u32, String>,
 }
 
 /// Where the pool is in its life this boot.
@@ -88,6 +99,11 @@ impl Appliance {
             last_scrub: None,
             pool_since: None,
             last_scrub_rate: None,
+            nfs: None,
+            nfs_error: None,
+            smb: None,
+            smb_error: None,
+            task_results: std::collections::BTreeMap::new(),
         }
     }
 
@@ -171,7 +187,9 @@ impl Appliance {
         let _ = std::thread::Builder::new()
             .name("ticker".into())
             .spawn(move || loop {
-                std::thread::sleep(std::time::Duration::from_secs(60));
+                // Tick just after each minute starts, so schedules run on their minute.
+                let secs = storage::now();
+                std::thread::sleep(std::time::Duration::from_secs(61 - secs % 60));
                 if tx.send(Event::Tick).is_err() {
                     return;
                 }
@@ -257,6 +275,11 @@ impl Appliance {
             Request::Pool(r) => self.pool_request(r),
             Request::Dataset(r) => self.dataset_request(r),
             Request::File(r) => self.file_request(r),
+            Request::Nfs(r) => self.nfs_request(r),
+            Request::Smb(r) => self.smb_request(r),
+            Request::User(r) => self.user_request(r),
+            Request::Group(r) => self.group_request(r),
+            Request::Snapshot(r) => self.snapshot_request(r),
             Request::Log { lines } => Ok(Reply::Log(klog::tail(lines))),
             Request::Hostname(None) => Ok(Reply::Done(self.hostname.clone())),
             Request::Hostname(Some(name)) => {
@@ -429,6 +452,18 @@ impl Appliance {
                     state: pool,
                 },
                 ServiceLine {
+                    name: "nfs",
+                    state: self.nfs_status(),
+                },
+                ServiceLine {
+                    name: "smb",
+                    state: self.smb_status(),
+                },
+                ServiceLine {
+                    name: "snapshots",
+                    state: self.snapshot_status(),
+                },
+                ServiceLine {
                     name: "console",
                     state: self.board.consoles.join(", "),
                 },
@@ -451,6 +486,9 @@ impl Appliance {
         self.consoles.notify(&format!(
             "{verb}: stopping services, syncing, unmounting..."
         ));
+        // The file servers hold files open on the pool: stop them before it is unmounted.
+        self.stop_smb();
+        self.stop_nfs();
         if let Some(network) = self.network.take() {
             network.stop();
         }

@@ -72,6 +72,10 @@ impl Appliance {
             log::error!("{problem}");
             self.alerts.push(problem);
         }
+        self.start_nfs();
+        self.start_smb();
+        // A slot missed while the box was off is caught up now, once.
+        self.run_snapshot_tasks();
         if assembled.degraded {
             self.consoles.notify(&format!(
                 "*** POOL {} IS DEGRADED: {} member(s) missing. Data is served without redundancy. ***\n\
@@ -138,6 +142,7 @@ impl Appliance {
     }
 
     pub(super) fn tick(&mut self) {
+        self.run_snapshot_tasks();
         if self.job.is_some() || !matches!(self.pool_state, PoolState::Mounted { .. }) {
             return;
         }
@@ -280,6 +285,8 @@ impl Appliance {
                     }
                 }
                 self.commit(new)?;
+                self.start_nfs();
+                self.start_smb();
                 let size = self
                     .disk_sizes(&disks)
                     .into_iter()
@@ -438,6 +445,7 @@ impl Appliance {
                         name.as_str()
                     ));
                 }
+                self.check_unused(&name)?;
                 if !confirmed {
                     return Ok(Reply::Confirm {
                         question: format!(
@@ -455,6 +463,44 @@ impl Appliance {
                 self.commit(new)?;
                 Ok(Reply::Done(format!("dataset {} destroyed", name.as_str())))
             }
+        }
+    }
+
+    /// Refuses to destroy a dataset that is shared or snapshotted on a schedule, naming what
+    /// uses it, before anything is deleted.
+    pub(super) fn check_unused(&self, name: &crate::config::DatasetName) -> Result<(), String> {
+        let mut users = Vec::new();
+        if self.config.nfs_shares.iter().any(|s| &s.dataset == name) {
+            users.push(format!(
+                "its NFS share ('nfs share remove {}')",
+                name.as_str()
+            ));
+        }
+        for s in self.config.smb_shares.iter().filter(|s| &s.dataset == name) {
+            users.push(format!(
+                "SMB share {} ('smb share remove {}')",
+                s.name, s.name
+            ));
+        }
+        for t in self
+            .config
+            .snapshot_tasks
+            .iter()
+            .filter(|t| &t.dataset == name)
+        {
+            users.push(format!(
+                "snapshot task {} ('snapshot task remove {}')",
+                t.id, t.id
+            ));
+        }
+        if users.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "dataset {} is still used by {}: remove them first; nothing was deleted",
+                name.as_str(),
+                users.join(", ")
+            ))
         }
     }
 

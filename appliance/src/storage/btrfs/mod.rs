@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 
 pub use balance::{balance_cancel, balance_convert_raid1, balance_status, BalanceStatus};
 pub use mkfs::{mkfs_raid1, random_uuid, EntropyState};
-pub use mount::{mount_pool, mount_subvolume, scan_device, unmount};
+pub use mount::{mount_pool, mount_subvolume, mount_subvolume_readonly, scan_device, unmount};
 pub use probe::{is_blank, probe, probe_with, BtrfsMember, Signature};
 pub use property::{compression, set_compression, Compression};
 pub use quota::{
@@ -61,7 +61,10 @@ pub use status::{
     device_stats, devices, filesystem_info, space_info, BlockGroupKind, DeviceErrors, DeviceStatus,
     FilesystemInfo, Profile, SpaceUsage,
 };
-pub use subvolume::{create_subvolume, delete_subvolume, list_subvolumes, subvolume_id, Subvolume};
+pub use subvolume::{
+    create_snapshot, create_subvolume, delete_subvolume, exclusive_bytes, list_subvolumes,
+    subvolume_created, subvolume_id, Subvolume,
+};
 pub use uuid::Uuid;
 
 /// The `f_type` that `statfs` reports for btrfs (`BTRFS_SUPER_MAGIC`).

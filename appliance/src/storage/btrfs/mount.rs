@@ -249,6 +249,22 @@ pub fn mount_subvolume(
     do_mount(dev, target, MountFlags::empty(), &data, false)
 }
 
+/// Mounts the subvolume with id `subvol_id` read-only on `target` (a snapshot's view).
+pub fn mount_subvolume_readonly(
+    dev: &Path,
+    target: &Path,
+    subvol_id: u64,
+) -> Result<(), BtrfsError> {
+    let data = vec![format!("subvolid={subvol_id}")];
+    do_mount(
+        dev,
+        target,
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+        &data,
+        false,
+    )
+}
+
 /// Unmounts `target` (no lazy detach: a busy mount stays and the error says so).
 pub fn unmount(target: &Path) -> Result<(), BtrfsError> {
     rustix::mount::unmount(target, UnmountFlags::empty()).map_err(|e| {

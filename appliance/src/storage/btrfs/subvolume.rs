@@ -69,6 +69,80 @@ pub fn create_subvolume(parent: &Path, name: &str) -> Result<u64, BtrfsError> {
     Ok(id)
 }
 
+/// Snapshots the subvolume at `source` as `name` in the directory `parent`; `readonly` makes a
+/// read-only snapshot. Returns the new subvolume's id.
+pub fn create_snapshot(
+    source: &Path,
+    parent: &Path,
+    name: &str,
+    readonly: bool,
+) -> Result<u64, BtrfsError> {
+    let cname = check_name(name)?;
+    let dir = open_btrfs(parent)?;
+    let src = open_btrfs(source)?;
+    btrfs_uapi::subvolume::snapshot_create(fd(&dir), fd(&src), &cname, readonly, &[]).map_err(
+        |e| {
+            ioctl_error(
+                format!("snapshotting {} as {name:?}", source.display()),
+                parent,
+                e,
+            )
+        },
+    )?;
+    let path = parent.join(name);
+    let id = subvolume_id(&path)?;
+    info!(
+        "snapshot {} of {} (id {id}{})",
+        path.display(),
+        source.display(),
+        if readonly { ", read-only" } else { "" }
+    );
+    Ok(id)
+}
+
+/// The id and creation time (seconds since the epoch) of the subvolume at `path`.
+pub fn subvolume_created(path: &Path) -> Result<(u64, u64), BtrfsError> {
+    let file = open_btrfs(path)?;
+    let info = btrfs_uapi::subvolume::subvolume_info(fd(&file))
+        .map_err(|e| ioctl_error("reading subvolume information", path, e))?;
+    let created = info
+        .otime
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok((info.id, created))
+}
+
+/// Bytes of the files under `path` that no other file or subvolume shares (what deleting
+/// them would free), from each file's extent map, as `btrfs filesystem du` counts them.
+/// Stops at `deadline` and returns what it counted with `false` ("at least").
+pub fn exclusive_bytes(path: &Path, deadline: std::time::Instant) -> (u64, bool) {
+    let mut total = 0u64;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if std::time::Instant::now() > deadline {
+                return (total, false);
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                if let Ok(file) = File::open(entry.path()) {
+                    if let Ok(extents) = btrfs_uapi::fiemap::file_extents(fd(&file)) {
+                        total += extents.total_bytes.saturating_sub(extents.shared_bytes);
+                    }
+                }
+            }
+        }
+    }
+    (total, true)
+}
+
 /// Deletes the subvolume at `path`. The kernel reclaims its space in the background.
 pub fn delete_subvolume(path: &Path) -> Result<(), BtrfsError> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
