@@ -186,6 +186,29 @@ impl Guest {
         Ok(body.replace('\r', ""))
     }
 
+    /// Types `line`, a command that asks for a password twice (`user add`, `user passwd`),
+    /// answers both prompts with `password` and returns what it printed before the next prompt.
+    pub fn run_with_password(&mut self, line: &str, password: &str) -> Result<String> {
+        let timeout = Duration::from_secs(60);
+        self.skip_output();
+        self.send(line.as_bytes())?;
+        self.send(b"\r")?;
+        let asked = self.expect("password: ", timeout)?;
+        if asked.contains("error:") {
+            bail!("'{line}' failed before asking for a password:\n{asked}");
+        }
+        self.send(password.as_bytes())?;
+        self.send(b"\r")?;
+        self.expect("password again: ", timeout)?;
+        self.send(password.as_bytes())?;
+        self.send(b"\r")?;
+        let text = self.expect(&format!("\n{PROMPT}"), timeout)?;
+        if text.contains(password) {
+            bail!("the console echoed the password:\n{text}");
+        }
+        Ok(text.trim_end_matches(PROMPT).replace('\r', ""))
+    }
+
     /// Runs `line` until `check` accepts its output or `timeout` runs out.
     pub fn run_until(
         &mut self,

@@ -2,6 +2,7 @@
 //! harness that drives a guest over its serial console ([`guest`]). `xtask run`, `xtask bench`
 //! and the end-to-end tests in `tests/` all start guests through here.
 
+pub mod console;
 pub mod guest;
 pub mod qemu;
 
@@ -46,6 +47,37 @@ pub fn fresh_disks(name: &str, sizes: &[u64]) -> Vec<PathBuf> {
 /// Boots the default board with `disks` and waits for the prompt.
 pub fn boot_default(name: &str, disks: &[PathBuf]) -> guest::Guest {
     boot_board(name, board::default_board(), disks)
+}
+
+/// Boots the default board with `disks`, forwarding a free host port on 127.0.0.1 to each of
+/// `guest_ports` (TCP), and waits for the prompt. Returns the guest and the host ports, in
+/// the order of `guest_ports`.
+pub fn boot_forwarding(
+    name: &str,
+    disks: &[PathBuf],
+    guest_ports: &[u16],
+) -> (guest::Guest, Vec<u16>) {
+    let board = board::default_board();
+    let mut config = qemu::QemuConfig::new(board, image_dir(board.name));
+    config.disks = disks.to_vec();
+    let mut hosts = Vec::new();
+    for &guest in guest_ports {
+        let host = qemu::free_port().unwrap_or_else(|e| panic!("no free port: {e}"));
+        config.forwards.push(qemu::Forward {
+            udp: false,
+            host,
+            guest,
+        });
+        hosts.push(host);
+    }
+    let mut guest = match guest::Guest::start(config, name) {
+        Ok(g) => g,
+        Err(e) => panic!("cannot start QEMU: {e:#}"),
+    };
+    if let Err(e) = guest.wait_prompt(std::time::Duration::from_secs(180)) {
+        panic!("no prompt: {e:#}");
+    }
+    (guest, hosts)
 }
 
 /// Boots `board` with `disks` and waits for the prompt.

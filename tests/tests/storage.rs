@@ -6,74 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use tank_tests::guest::Guest;
+use tank_tests::console::{create_pool, disk_named, fails, ok, poweroff, sha256_of_file, wait_pool};
 
 const T: Duration = Duration::from_secs(60);
 const GIB: u64 = 1 << 30;
-
-/// Runs a command that must succeed (its output has no `error:`).
-fn ok(guest: &mut Guest, line: &str) -> String {
-    let out = guest
-        .run(line, Duration::from_secs(300))
-        .unwrap_or_else(|e| panic!("{line}: {e:#}"));
-    assert!(!out.contains("error:"), "'{line}' failed:\n{out}");
-    out
-}
-
-/// Runs a command that must fail with a message containing `needle`.
-fn fails(guest: &mut Guest, line: &str, needle: &str) -> String {
-    let out = guest
-        .run(line, T)
-        .unwrap_or_else(|e| panic!("{line}: {e:#}"));
-    assert!(
-        out.contains("error:") && out.contains(needle),
-        "'{line}' should fail with '{needle}':\n{out}"
-    );
-    out
-}
-
-/// Waits until the services table shows the pool in `state`.
-fn wait_pool(guest: &mut Guest, state: &str) -> String {
-    guest
-        .run_until("status", Duration::from_secs(120), |s| {
-            s.lines()
-                .any(|l| l.trim_start().starts_with("pool ") && l.contains(state))
-        })
-        .unwrap_or_else(|e| panic!("pool never reached '{state}': {e:#}"))
-}
-
-fn sha256_of_file(out: &str) -> String {
-    out.split("sha256 ")
-        .nth(1)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn poweroff(guest: &mut Guest) {
-    guest.send(b"poweroff\r").unwrap();
-    let exit = guest
-        .wait_exit(Duration::from_secs(60))
-        .expect("QEMU exits after poweroff");
-    assert!(exit.success(), "QEMU exit status {exit}");
-}
-
-/// The kernel name of the disk the harness gave `serial`.
-fn disk_named(guest: &mut Guest, serial: &str) -> String {
-    let out = ok(guest, "disks");
-    out.lines()
-        .find(|l| l.contains(serial))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no disk with serial {serial}:\n{out}"))
-        .to_string()
-}
-
-fn create_pool(guest: &mut Guest) {
-    wait_pool(guest, "no pool");
-    let a = disk_named(guest, "TANK-SDA");
-    let b = disk_named(guest, "TANK-SDB");
-    let out = ok(guest, &format!("pool create tank mirror {a} {b}"));
-    assert!(out.contains("pool tank created"), "{out}");
-}
 
 fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

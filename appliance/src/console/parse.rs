@@ -110,12 +110,17 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp { noun: "group", usage: "group remove NAME", about: "remove a group" },
     CommandHelp { noun: "file", usage: "file write DATASET/PATH SIZE [seed WORD]", about: "write a test pattern and print its SHA-256" },
     CommandHelp { noun: "file", usage: "file checksum DATASET/PATH", about: "SHA-256 and size of a file" },
-    CommandHelp { noun: "file", usage: "file list DATASET[/PATH]", about: "the entries of a directory" },
+    CommandHelp { noun: "file", usage: "file list DATASET[/PATH]", about: "the entries of a directory with size, mode and owner" },
     CommandHelp { noun: "file", usage: "file remove DATASET/PATH", about: "remove a file or an empty directory" },
     CommandHelp {
         noun: "network",
         usage: "network show",
         about: "interfaces, addresses, routes and DHCP leases",
+    },
+    CommandHelp {
+        noun: "network",
+        usage: "network perf [SIZE]",
+        about: "open a TCP sink (port 5001) and a source of SIZE bytes (5002) for 5 minutes",
     },
     CommandHelp {
         noun: "network",
@@ -356,6 +361,12 @@ fn parse_network(rest: &[&str]) -> Result<Request, ParseError> {
     };
     match rest {
         ["show"] | ["list"] => Ok(Request::Network(NetworkRequest::Show)),
+        ["perf"] => Ok(Request::Network(NetworkRequest::Perf {
+            source_bytes: 64 << 20,
+        })),
+        ["perf", amount] => Ok(Request::Network(NetworkRequest::Perf {
+            source_bytes: size(amount)?.bytes(),
+        })),
         ["dhcp", name] => Ok(Request::Network(NetworkRequest::Dhcp {
             iface: iface(name)?,
         })),

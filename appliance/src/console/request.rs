@@ -162,6 +162,10 @@ pub enum FileRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetworkRequest {
     Show,
+    /// Opens the diagnostic TCP sink and source for a while; the source sends `source_bytes`.
+    Perf {
+        source_bytes: u64,
+    },
     Dhcp {
         iface: IfaceName,
     },

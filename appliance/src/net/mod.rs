@@ -17,6 +17,7 @@
 //! Architecture invariant: [`Network::start`] never waits for the network. Each interface is
 //! brought up in its own thread, so the console prompt appears while DHCP is still selecting.
 
+pub mod diag;
 mod dhcp;
 mod dns;
 mod iface;

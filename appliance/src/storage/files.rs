@@ -148,21 +148,33 @@ pub fn checksum(mount: &Path, dataset: &str, rel: &Path) -> Result<(String, u64)
 }
 
 /// Entries of a directory: name, size, is-directory; sorted by name.
-pub fn list(
-    mount: &Path,
-    dataset: &str,
-    rel: &Path,
-) -> Result<Vec<(String, u64, bool)>, FileError> {
+/// One directory entry as `file list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+    pub dir: bool,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+pub fn list(mount: &Path, dataset: &str, rel: &Path) -> Result<Vec<Entry>, FileError> {
+    use std::os::unix::fs::MetadataExt;
     let shown = format!("{dataset}/{}", rel.display());
     let mut out = Vec::new();
     for entry in std::fs::read_dir(mount.join(rel)).map_err(|e| io_error(&shown, dataset, e))? {
         let entry = entry.map_err(|e| io_error(&shown, dataset, e))?;
-        let meta = entry.metadata().map_err(|e| io_error(&shown, dataset, e))?;
-        out.push((
-            entry.file_name().to_string_lossy().into_owned(),
-            meta.len(),
-            meta.is_dir(),
-        ));
+        let meta = std::fs::symlink_metadata(entry.path())
+            .map_err(|e| io_error(&shown, dataset, e))?;
+        out.push(Entry {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            size: meta.len(),
+            dir: meta.is_dir(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        });
     }
     out.sort();
     Ok(out)

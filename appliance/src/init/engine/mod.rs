@@ -313,6 +313,20 @@ impl Appliance {
     fn network_change(&mut self, change: NetworkRequest) -> Result<Reply, String> {
         let (iface, method) = match change {
             NetworkRequest::Show => return Ok(Reply::Network(self.links())),
+            NetworkRequest::Perf { source_bytes } => {
+                let consoles = self.consoles.clone();
+                crate::net::diag::arm(source_bytes, move |line: String| {
+                    log::info!("{line}");
+                    consoles.notify(&line);
+                })
+                .map_err(|e| format!("cannot open the diagnostic ports: {e} (already open?)"))?;
+                return Ok(Reply::Done(format!(
+                    "TCP sink on port {}, source of {source_bytes} bytes on port {}, open for {} s",
+                    crate::net::diag::SINK_PORT,
+                    crate::net::diag::SOURCE_PORT,
+                    crate::net::diag::ARMED_FOR.as_secs()
+                )));
+            }
             NetworkRequest::Dhcp { iface } => (iface, Method::Dhcp),
             NetworkRequest::Static {
                 iface,

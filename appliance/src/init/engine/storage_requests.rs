@@ -561,11 +561,12 @@ impl Appliance {
                 Ok(Reply::Log(
                     entries
                         .into_iter()
-                        .map(|(name, size, dir)| {
-                            if dir {
-                                format!("{name}/")
+                        .map(|e| {
+                            let owner = format!("{:04o} {}:{}", e.mode, e.uid, e.gid);
+                            if e.dir {
+                                format!("{}/  {owner}", e.name)
                             } else {
-                                format!("{name}  {size}")
+                                format!("{}  {}  {owner}", e.name, e.size)
                             }
                         })
                         .collect(),

@@ -1,0 +1,144 @@
+//! A diagnostic TCP sink and source, to measure what the network itself carries (the yardstick
+//! for NFS and SMB throughput). Armed from the console for a short while, then closed again:
+//! the appliance never keeps a port open for it.
+//!
+//! - port [`SINK_PORT`]: reads everything a client sends until it closes, then writes one
+//!   line `received N bytes` back;
+//! - port [`SOURCE_PORT`]: writes the armed number of bytes, then closes.
+
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Where the sink listens.
+pub const SINK_PORT: u16 = 5001;
+/// Where the source listens.
+pub const SOURCE_PORT: u16 = 5002;
+/// How long the ports stay open once armed.
+pub const ARMED_FOR: Duration = Duration::from_secs(300);
+/// The most connections served per arming, on each port.
+pub const MAX_TRANSFERS: usize = 8;
+
+/// Opens both ports for [`ARMED_FOR`]; each finished transfer is reported through `report`.
+pub fn arm(
+    source_bytes: u64,
+    report: impl Fn(String) + Send + Sync + Clone + 'static,
+) -> std::io::Result<()> {
+    let any = |port| SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+    let sink = TcpListener::bind(any(SINK_PORT))?;
+    let source = TcpListener::bind(any(SOURCE_PORT))?;
+    for (listener, is_sink) in [(sink, true), (source, false)] {
+        listener.set_nonblocking(true)?;
+        let report = report.clone();
+        std::thread::Builder::new()
+            .name(if is_sink { "diag-sink" } else { "diag-source" }.into())
+            .spawn(move || serve(listener, is_sink, source_bytes, &report))?;
+    }
+    Ok(())
+}
+
+fn serve(listener: TcpListener, is_sink: bool, bytes: u64, report: &dyn Fn(String)) {
+    let until = Instant::now() + ARMED_FOR;
+    let mut served = 0;
+    while Instant::now() < until && served < MAX_TRANSFERS {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                served += 1;
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(60)));
+                let result = if is_sink {
+                    sink(stream)
+                } else {
+                    source(stream, bytes)
+                };
+                match result {
+                    Ok((n, secs)) => report(format!(
+                        "network perf: {} {n} bytes {} {peer} in {secs:.2} s ({:.1} MiB/s)",
+                        if is_sink { "received" } else { "sent" },
+                        if is_sink { "from" } else { "to" },
+                        n as f64 / 1048576.0 / secs.max(1e-6)
+                    )),
+                    Err(e) => report(format!("network perf: transfer with {peer} failed: {e}")),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                report(format!("network perf: accept failed: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+fn sink(mut stream: TcpStream) -> std::io::Result<(u64, f64)> {
+    let started = Instant::now();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = stream.write_all(format!("received {total} bytes\n").as_bytes());
+    Ok((total, secs))
+}
+
+fn source(mut stream: TcpStream, bytes: u64) -> std::io::Result<(u64, f64)> {
+    let started = Instant::now();
+    // Not zeros: a compressing link must not flatter the figure.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let buf: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        stream.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    stream.flush()?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok((bytes, started.elapsed().as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sink counts what a client sends, the source sends what was armed (on loopback).
+    #[test]
+    fn sink_and_source_on_loopback() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || sink(listener.accept().unwrap().0).unwrap());
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client.write_all(&vec![7u8; 1 << 20]).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, format!("received {} bytes\n", 1 << 20));
+        assert_eq!(server.join().unwrap().0, 1 << 20);
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server =
+            std::thread::spawn(move || source(listener.accept().unwrap().0, 300_000).unwrap());
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), 300_000);
+        assert_eq!(server.join().unwrap().0, 300_000);
+    }
+}
