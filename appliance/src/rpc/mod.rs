@@ -59,6 +59,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 pub use registry::Netid;
+pub use server::Timeouts;
 
 use registry::Registry;
 use server::{bind_tcp, bind_udp, Bound, Server};
@@ -98,6 +99,8 @@ pub struct RpcConfig {
     pub mount_port: u16,
     /// The most TCP connections each service serves at once.
     pub max_connections: usize,
+    /// TCP connections' idle, record and write timeouts (10 s each).
+    pub timeouts: Timeouts,
 }
 
 impl Default for RpcConfig {
@@ -108,6 +111,7 @@ impl Default for RpcConfig {
             rpcbind_port: RPCBIND_PORT,
             mount_port: MOUNT_PORT,
             max_connections: 64,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -207,17 +211,17 @@ pub fn start_with(
         Arc::new(mount::Mount::new(exports, log.clone())),
         log.clone(),
     ));
-    let max = config.max_connections;
+    let (max, timeouts) = (config.max_connections, config.timeouts);
     services
         .server
-        .spawn(rpcbind, rpcbind_sockets, max, log.clone())
+        .spawn(rpcbind, rpcbind_sockets, max, timeouts, log.clone())
         .map_err(|source| RpcError::Spawn {
             service: "rpcbind",
             source,
         })?;
     services
         .server
-        .spawn(mount, mount_sockets, max, log)
+        .spawn(mount, mount_sockets, max, timeouts, log)
         .map_err(|source| RpcError::Spawn {
             service: "mountd",
             source,
@@ -345,9 +349,72 @@ impl Drop for RpcServices {
     }
 }
 
-/// Byte helpers for the golden tests.
+/// Byte helpers for the golden tests and a small client for the socket tests.
 #[cfg(test)]
 pub mod test_util {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream, UdpSocket};
+    use std::time::Duration;
+
+    use super::message::client::{decode_reply, encode_call, Reply};
+    use super::message::Credential;
+    use super::record::{frame, read_record};
+
+    /// How long the test client waits for a reply.
+    pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+    /// One call over a new TCP connection; the reply's xid must match.
+    pub fn tcp_call(addr: SocketAddr, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Reply {
+        let mut stream = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).unwrap();
+        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        call_on(&mut stream, prog, vers, proc_, args)
+    }
+
+    /// One call on an open TCP connection.
+    pub fn call_on(stream: &mut TcpStream, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Reply {
+        let xid = 0x7e57_0000 ^ proc_ ^ (vers << 8);
+        let msg = encode_call(xid, prog, vers, proc_, &Credential::None, args);
+        stream.write_all(&frame(&msg).unwrap()).unwrap();
+        let reply = read_record(stream, 1 << 20)
+            .unwrap()
+            .expect("a reply record");
+        let (got, reply) = decode_reply(&reply).unwrap();
+        assert_eq!(got, xid);
+        reply
+    }
+
+    /// One call over UDP.
+    pub fn udp_call(addr: SocketAddr, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Reply {
+        let any: SocketAddr = if addr.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        }
+        .parse()
+        .unwrap();
+        let socket = UdpSocket::bind(any).unwrap();
+        socket.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let xid = 0x0dd_0000 ^ proc_ ^ (vers << 8);
+        let msg = encode_call(xid, prog, vers, proc_, &Credential::None, args);
+        socket.send_to(&msg, addr).unwrap();
+        let mut buf = vec![0; 65_536];
+        let (len, from) = socket.recv_from(&mut buf).unwrap();
+        assert_eq!(from, addr);
+        let (got, reply) = decode_reply(&buf[..len]).unwrap();
+        assert_eq!(got, xid);
+        reply
+    }
+
+    /// Whether the server closed `stream` (end of stream or reset) within `within`.
+    pub fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+        stream.set_read_timeout(Some(within)).unwrap();
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
     /// A word in XDR (big-endian).
     pub fn be(v: u32) -> [u8; 4] {
         v.to_be_bytes()

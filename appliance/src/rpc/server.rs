@@ -3,9 +3,9 @@
 //!
 //! TCP connections get a thread each, up to a per-service bound; past it new connections are
 //! closed at once. Every read has a deadline: a connection may sit idle between records for
-//! [`IDLE_TIMEOUT`], and a record, once started, must arrive whole within
-//! [`RECORD_TIMEOUT`], so a slow or silent client holds a connection slot for seconds, not
-//! forever. Writes time out too. A record over [`MAX_RECORD`] or a framing error closes the
+//! an idle timeout, and a record, once started, must arrive whole within a
+//! record timeout, so a slow or silent client holds a connection slot for seconds, not
+//! forever. Writes time out too ([`Timeouts`]). A record over [`MAX_RECORD`] or a framing error closes the
 //! connection (the stream cannot be resynchronised); a bad message inside a good record only
 //! costs that message. UDP sockets poll a stop flag between datagrams.
 //!
@@ -32,12 +32,27 @@ use super::service::{CallContext, LogLimit, Service};
 /// The largest request record accepted over TCP. rpcbind and MOUNT requests are a few
 /// hundred bytes; this leaves room for odd clients and stops memory exhaustion.
 pub const MAX_RECORD: usize = 64 * 1024;
-/// How long a connection may wait between records.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a record may take to arrive once its first byte has.
-pub const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a reply may take to leave.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP connection's deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long a connection may wait between records.
+    pub idle: Duration,
+    /// How long a record may take to arrive once its first byte has.
+    pub record: Duration,
+    /// How long a reply may take to leave.
+    pub write: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(10),
+            record: Duration::from_secs(10),
+            write: Duration::from_secs(10),
+        }
+    }
+}
 /// How often the listening loops look at the stop flag.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How long [`Server::stop`] waits for connection threads to finish.
@@ -123,6 +138,7 @@ impl Server {
         service: Arc<Service>,
         sockets: Vec<Bound>,
         max_connections: usize,
+        timeouts: Timeouts,
         log: Arc<LogLimit>,
     ) -> io::Result<()> {
         let connections = Arc::new(Connections::default());
@@ -145,6 +161,7 @@ impl Server {
                         shared,
                         connections: connections.clone(),
                         max_connections,
+                        timeouts,
                         log: log.clone(),
                     };
                     let thread_name = name.clone();
@@ -212,6 +229,7 @@ struct Tcp {
     shared: Arc<Shared>,
     connections: Arc<Connections>,
     max_connections: usize,
+    timeouts: Timeouts,
     log: Arc<LogLimit>,
 }
 
@@ -285,6 +303,7 @@ impl Tcp {
             stream,
             peer,
             listener: self.local,
+            timeouts: self.timeouts,
             service: self.service.clone(),
             shared: self.shared.clone(),
         };
@@ -314,6 +333,7 @@ struct Connection {
     peer: SocketAddr,
     /// The listener's address, in case the connection cannot tell its own.
     listener: SocketAddr,
+    timeouts: Timeouts,
     service: Arc<Service>,
     shared: Arc<Shared>,
 }
@@ -331,7 +351,7 @@ impl Connection {
         };
         if let Err(e) = self
             .stream
-            .set_write_timeout(Some(WRITE_TIMEOUT))
+            .set_write_timeout(Some(self.timeouts.write))
             .and_then(|()| self.stream.set_nodelay(true))
         {
             log::warn!(
@@ -342,6 +362,7 @@ impl Connection {
         }
         let mut reader = Deadlines {
             stream: &self.stream,
+            timeouts: self.timeouts,
             deadline: None,
         };
         while !self.shared.stop.load(Ordering::SeqCst) {
@@ -379,44 +400,45 @@ impl Connection {
     }
 }
 
-/// Reads from a stream with the connection's deadlines: [`IDLE_TIMEOUT`] for the first byte
-/// of a record, then [`RECORD_TIMEOUT`] for the whole record.
+/// Reads from a stream with the connection's deadlines: the idle timeout for the first byte
+/// of a record, then the record timeout for the whole record.
 struct Deadlines<'a> {
     stream: &'a TcpStream,
+    timeouts: Timeouts,
     deadline: Option<Instant>,
+}
+
+impl Deadlines<'_> {
+    fn late(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the record did not arrive within {} ms",
+                self.timeouts.record.as_millis()
+            ),
+        )
+    }
 }
 
 impl Read for Deadlines<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let timeout = match self.deadline {
-            None => IDLE_TIMEOUT,
+            None => self.timeouts.idle,
             Some(deadline) => deadline.saturating_duration_since(Instant::now()),
         };
         if timeout.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "the record did not arrive within {} s",
-                    RECORD_TIMEOUT.as_secs()
-                ),
-            ));
+            return Err(self.late());
         }
         self.stream.set_read_timeout(Some(timeout))?;
         match self.stream.read(buf) {
             Ok(n) => {
                 if n > 0 && self.deadline.is_none() {
-                    self.deadline = Some(Instant::now() + RECORD_TIMEOUT);
+                    self.deadline = Some(Instant::now() + self.timeouts.record);
                 }
                 Ok(n)
             }
             Err(e) if self.deadline.is_some() && e.kind() == io::ErrorKind::WouldBlock => {
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "the record did not arrive within {} s",
-                        RECORD_TIMEOUT.as_secs()
-                    ),
-                ))
+                Err(self.late())
             }
             Err(e) => Err(e),
         }
@@ -468,5 +490,183 @@ impl Udp {
                 log::debug!("{name}: sending a reply to {peer} failed: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpStream};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::Timeouts;
+    use crate::rpc::message::client::{encode_call, Reply};
+    use crate::rpc::message::{Accepted, Credential};
+    use crate::rpc::test_util::{be, call_on, closed_by_server, tcp_call, udp_call, words};
+    use crate::rpc::{
+        start_with, ExportEntry, RpcConfig, RpcServices, MOUNT_PROGRAM, RPCBIND_PROGRAM,
+    };
+
+    const SHORT: Duration = Duration::from_millis(300);
+
+    /// The services on loopback, on ports the kernel picks, with short timeouts.
+    fn services(max_connections: usize) -> RpcServices {
+        let config = RpcConfig {
+            ipv4: Some(Ipv4Addr::LOCALHOST),
+            ipv6: Some(Ipv6Addr::LOCALHOST),
+            rpcbind_port: 0,
+            mount_port: 0,
+            max_connections,
+            timeouts: Timeouts {
+                idle: SHORT,
+                record: SHORT,
+                write: SHORT,
+            },
+        };
+        let exports = Arc::new(|| {
+            vec![ExportEntry {
+                path: "/mnt/tank/media".into(),
+                groups: vec!["*".into()],
+            }]
+        });
+        start_with(&config, exports).unwrap()
+    }
+
+    fn rpcbind_addr(s: &RpcServices) -> std::net::SocketAddr {
+        (Ipv4Addr::LOCALHOST, s.rpcbind_port()).into()
+    }
+
+    fn null_ok() -> Reply {
+        Reply::Accepted(Accepted::Success, vec![])
+    }
+
+    #[test]
+    fn calls_over_every_transport() {
+        let s = services(8);
+        let v4 = rpcbind_addr(&s);
+        let v6: std::net::SocketAddr = (Ipv6Addr::LOCALHOST, s.rpcbind_port()).into();
+        let mount: std::net::SocketAddr = (Ipv4Addr::LOCALHOST, s.mount_port()).into();
+        for addr in [v4, v6] {
+            assert_eq!(tcp_call(addr, RPCBIND_PROGRAM, 4, 0, &[]), null_ok());
+            assert_eq!(udp_call(addr, RPCBIND_PROGRAM, 3, 0, &[]), null_ok());
+        }
+        assert_eq!(tcp_call(mount, MOUNT_PROGRAM, 3, 0, &[]), null_ok());
+        assert_eq!(udp_call(mount, MOUNT_PROGRAM, 1, 0, &[]), null_ok());
+        // rpcbind knows MOUNT's port on each transport.
+        let port = Reply::Accepted(Accepted::Success, be(u32::from(s.mount_port())).to_vec());
+        let getport = |prot| words(&[MOUNT_PROGRAM, 3, prot, 0]);
+        assert_eq!(udp_call(v4, RPCBIND_PROGRAM, 2, 3, &getport(17)), port);
+        assert_eq!(tcp_call(v4, RPCBIND_PROGRAM, 2, 3, &getport(6)), port);
+        // Each port serves its own program only.
+        assert_eq!(
+            tcp_call(mount, RPCBIND_PROGRAM, 4, 0, &[]),
+            Reply::Accepted(Accepted::ProgUnavail, vec![])
+        );
+        // Several calls on one connection, and a call split into fragments sent in pieces.
+        let mut stream = TcpStream::connect(v4).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        for vers in 2..=4 {
+            assert_eq!(
+                call_on(&mut stream, RPCBIND_PROGRAM, vers, 0, &[]),
+                null_ok()
+            );
+        }
+        let msg = encode_call(99, RPCBIND_PROGRAM, 4, 0, &Credential::None, &[]);
+        let (a, b) = msg.split_at(10);
+        let mut framed = (a.len() as u32).to_be_bytes().to_vec();
+        framed.extend(a);
+        framed.extend((b.len() as u32 | 0x8000_0000).to_be_bytes());
+        framed.extend(b);
+        for chunk in framed.chunks(7) {
+            stream.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let reply = crate::rpc::record::read_record(&mut stream, 1024)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&reply[..4], &be(99));
+        s.stop();
+    }
+
+    #[test]
+    fn slow_idle_and_oversized_connections_are_closed() {
+        let s = services(8);
+        let addr = rpcbind_addr(&s);
+        // Idle: closed after the idle timeout.
+        let mut idle = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        assert!(closed_by_server(&mut idle, Duration::from_secs(3)));
+        assert!(start.elapsed() >= SHORT - Duration::from_millis(50));
+        // A record that starts and never finishes: closed after the record timeout, although
+        // the client keeps sending a byte now and then.
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.write_all(&[0x80, 0, 0, 100]).unwrap();
+        let start = Instant::now();
+        let mut closed = false;
+        while start.elapsed() < Duration::from_secs(3) {
+            if slow.write_all(&[0]).is_err() || closed_by_server(&mut slow, SHORT / 3) {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "a trickling record kept its connection");
+        // A record over the maximum: closed at once.
+        let mut big = TcpStream::connect(addr).unwrap();
+        big.write_all(&[0x80, 0x10, 0, 0]).unwrap();
+        assert!(closed_by_server(&mut big, Duration::from_secs(1)));
+        // The service goes on.
+        assert_eq!(tcp_call(addr, RPCBIND_PROGRAM, 4, 0, &[]), null_ok());
+        s.stop();
+    }
+
+    #[test]
+    fn connections_are_bounded() {
+        let s = services(2);
+        let addr = rpcbind_addr(&s);
+        let mut held: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                assert_eq!(call_on(&mut c, RPCBIND_PROGRAM, 4, 0, &[]), null_ok());
+                c
+            })
+            .collect();
+        // A third is closed at once, while UDP is still served.
+        let mut third = TcpStream::connect(addr).unwrap();
+        assert!(closed_by_server(&mut third, Duration::from_millis(200)));
+        assert_eq!(udp_call(addr, RPCBIND_PROGRAM, 4, 0, &[]), null_ok());
+        // Once one is closed, there is room again.
+        drop(held.pop());
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(tcp_call(addr, RPCBIND_PROGRAM, 4, 0, &[]), null_ok());
+        s.stop();
+    }
+
+    #[test]
+    fn stop_closes_the_ports() {
+        let s = services(8);
+        let addr = rpcbind_addr(&s);
+        let mount: std::net::SocketAddr = (Ipv4Addr::LOCALHOST, s.mount_port()).into();
+        let mut open = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        s.stop();
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "stop took {:?}",
+            start.elapsed()
+        );
+        // The open connection was shut down, and the ports are free.
+        let mut byte = [0u8; 1];
+        open.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert!(matches!(open.read(&mut byte), Ok(0) | Err(_)));
+        for a in [addr, mount] {
+            assert!(TcpStream::connect(a).is_err(), "{a} still accepts");
+            std::net::TcpListener::bind(a).unwrap();
+            std::net::UdpSocket::bind(a).unwrap();
+        }
+        s.stop();
     }
 }
