@@ -20,8 +20,8 @@
 //! - Indirect calls (CALLIT, BCAST, INDIRECT) are not forwarded: no reply over UDP (a
 //!   broadcaster only listens for successes, and RFC 1833 has the port mapper stay silent on
 //!   failure), PROC_UNAVAIL over TCP.
-//! - GETSTAT counts calls per procedure and successful SETs and UNSETs per version; it keeps
-//!   no per-address lists.
+//! - GETSTAT counts calls per procedure, successful SETs and UNSETs, and lookup outcomes per
+//!   program, version and netid (for at most 32 of them per version).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -50,11 +50,26 @@ pub struct Rpcbind {
     log: Arc<LogLimit>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// The most programs, versions and netids GETSTAT keeps lookup counts for, per rpcbind
+/// version; lookups of others are not counted (a caller could otherwise grow the list).
+const MAX_ADDR_STATS: usize = 32;
+
+#[derive(Debug, Default, Clone)]
 struct VersionStats {
     calls: [u32; STAT_PROCS],
     sets: i32,
     unsets: i32,
+    /// GETPORT, GETADDR and GETVERSADDR outcomes per program, version and netid.
+    lookups: Vec<LookupStats>,
+}
+
+#[derive(Debug, Clone)]
+struct LookupStats {
+    prog: u32,
+    vers: u32,
+    netid: Netid,
+    success: i32,
+    failure: i32,
 }
 
 /// The `rpcb` argument of versions 3 and 4.
@@ -64,6 +79,24 @@ struct Rpcb<'a> {
     vers: u32,
     netid: &'a str,
     addr: &'a str,
+}
+
+/// The `mapping` argument of version 2, with the protocol as a netid (`None` for protocols
+/// other than TCP and UDP).
+struct Pmap {
+    prog: u32,
+    vers: u32,
+    netid: Option<Netid>,
+    port: u32,
+}
+
+fn read_pmap(r: &mut XdrReader<'_>) -> Result<Pmap, Failure> {
+    Ok(Pmap {
+        prog: r.u32()?,
+        vers: r.u32()?,
+        netid: Netid::from_pmap_protocol(r.u32()?),
+        port: r.u32()?,
+    })
 }
 
 fn read_rpcb<'a>(r: &mut XdrReader<'a>) -> Result<Rpcb<'a>, Failure> {
@@ -98,6 +131,36 @@ impl Rpcbind {
         if let Some(s) = vers.checked_sub(2).and_then(|i| stats.get_mut(i as usize)) {
             f(s);
         }
+    }
+
+    /// Counts a lookup's outcome for GETSTAT.
+    fn count_lookup(&self, vers: u32, prog: u32, pvers: u32, netid: Netid, found: bool) {
+        self.count(vers, |s| {
+            let at = s
+                .lookups
+                .iter()
+                .position(|l| (l.prog, l.vers, l.netid) == (prog, pvers, netid));
+            let entry = match at {
+                Some(i) => &mut s.lookups[i],
+                None if s.lookups.len() < MAX_ADDR_STATS => {
+                    s.lookups.push(LookupStats {
+                        prog,
+                        vers: pvers,
+                        netid,
+                        success: 0,
+                        failure: 0,
+                    });
+                    let last = s.lookups.len() - 1;
+                    &mut s.lookups[last]
+                }
+                None => return,
+            };
+            if found {
+                entry.success = entry.success.saturating_add(1);
+            } else {
+                entry.failure = entry.failure.saturating_add(1);
+            }
+        });
     }
 
     /// Whether a SET or UNSET may go ahead; logs the refusal otherwise.
@@ -166,43 +229,42 @@ impl Rpcbind {
     }
 
     /// GETADDR and GETVERSADDR: the merged universal address, or "".
-    fn getaddr(&self, ctx: &CallContext, args: &Rpcb<'_>, exact: bool) -> String {
-        let registry = self.registry();
-        let Some(mapping) = registry.lookup(args.prog, args.vers, ctx.netid, exact) else {
-            return String::new();
-        };
-        let addr = mapping.address_for(ctx.local_ip());
-        drop(registry);
-        format_uaddr(addr)
+    fn getaddr(&self, ctx: &CallContext, vers: u32, args: &Rpcb<'_>, exact: bool) -> String {
+        let found = self
+            .registry()
+            .lookup(args.prog, args.vers, ctx.netid, exact)
+            .map(|m| m.address_for(ctx.local_ip()));
+        self.count_lookup(vers, args.prog, args.vers, ctx.netid, found.is_some());
+        found.map(format_uaddr).unwrap_or_default()
     }
 
     fn pmap(&self, ctx: &CallContext, call: &Call<'_>, out: &mut XdrWriter) -> Result<(), Failure> {
         let mut r = XdrReader::new(call.args);
         match call.proc_ {
             0 => {}
-            1 | 2 | 3 => {
-                let (prog, vers, prot, port) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
-                let netid = Netid::from_pmap_protocol(prot);
-                let result = match call.proc_ {
-                    1 => match (netid, u16::try_from(port)) {
-                        (Some(n), Ok(port)) => self.set(ctx, 2, prog, vers, n, n.wildcard(port)),
-                        _ => false,
-                    },
-                    // Version 2's UNSET removes the version on every IPv4 transport.
-                    2 => self.unset(ctx, 2, prog, vers, &[Netid::Tcp, Netid::Udp]),
-                    _ => {
-                        let port = netid
-                            .and_then(|n| {
-                                self.registry()
-                                    .lookup(prog, vers, n, false)
-                                    .map(|m| m.addr.port())
-                            })
-                            .unwrap_or(0);
-                        out.u32(u32::from(port));
-                        return Ok(());
-                    }
+            1 => {
+                let m = read_pmap(&mut r)?;
+                let result = match (m.netid, u16::try_from(m.port)) {
+                    (Some(n), Ok(port)) => self.set(ctx, 2, m.prog, m.vers, n, n.wildcard(port)),
+                    _ => false,
                 };
                 out.bool(result);
+            }
+            2 => {
+                // Version 2's UNSET removes the version on every IPv4 transport.
+                let m = read_pmap(&mut r)?;
+                out.bool(self.unset(ctx, 2, m.prog, m.vers, &[Netid::Tcp, Netid::Udp]));
+            }
+            3 => {
+                let m = read_pmap(&mut r)?;
+                let port = m.netid.and_then(|n| {
+                    self.registry()
+                        .lookup(m.prog, m.vers, n, false)
+                        .map(|found| found.addr.port())
+                });
+                let counted = m.netid.unwrap_or(ctx.netid);
+                self.count_lookup(2, m.prog, m.vers, counted, port.is_some());
+                out.u32(u32::from(port.unwrap_or(0)));
             }
             4 => {
                 let registry = self.registry();
@@ -254,7 +316,7 @@ impl Rpcbind {
             }
             (3, _) | (9, 4) => {
                 let a = read_rpcb(&mut r)?;
-                let addr = self.getaddr(ctx, &a, call.proc_ == 9);
+                let addr = self.getaddr(ctx, vers, &a, call.proc_ == 9);
                 log::debug!(
                     "rpcbind: {} asked for {} v{} on {}: {addr:?}",
                     ctx.peer,
@@ -314,15 +376,21 @@ impl Rpcbind {
                 });
             }
             (12, 4) => {
-                let stats = *self.stats.lock().unwrap_or_else(|e| e.into_inner());
+                let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 for s in stats {
                     for calls in s.calls {
                         out.u32(calls);
                     }
                     out.i32(s.sets);
                     out.i32(s.unsets);
-                    out.bool(false); // no per-address statistics
-                    out.bool(false); // no indirect-call statistics
+                    out.list(&s.lookups, |w, l| {
+                        w.u32(l.prog);
+                        w.u32(l.vers);
+                        w.i32(l.success);
+                        w.i32(l.failure);
+                        w.string(l.netid.as_str());
+                    });
+                    out.bool(false); // no indirect calls, so no statistics of them
                 }
             }
             _ => return Err(Failure::ProcUnavail),
@@ -415,6 +483,7 @@ mod tests {
 
     struct Rig {
         registry: Arc<Mutex<Registry>>,
+        program: Arc<Rpcbind>,
         service: Service,
     }
 
@@ -430,8 +499,13 @@ mod tests {
             r.register(100_003, 4, Netid::Tcp, 2049);
         }
         let log = Arc::new(LogLimit::default());
-        let service = Service::new(Arc::new(Rpcbind::new(registry.clone(), log.clone())), log);
-        Rig { registry, service }
+        let program = Arc::new(Rpcbind::new(registry.clone(), log.clone()));
+        let service = Service::new(program.clone(), log);
+        Rig {
+            registry,
+            program,
+            service,
+        }
     }
 
     fn ctx(peer: &str, local: &str, netid: Netid) -> CallContext {
@@ -650,15 +724,54 @@ mod tests {
             rig.ok(&local_udp(), 2, 1, &words(&[100_021, 1, 6, 70_000])),
             be(0)
         );
-        // GETSTAT counted two successful SETs and UNSETs in version 4, one of each in 2.
-        let stat = rig.ok(&local_udp(), 4, 12, &[]);
-        let word = |i: usize| u32::from_be_bytes(stat[i * 4..i * 4 + 4].try_into().unwrap());
-        let per_version = STAT_PROCS + 4;
-        assert_eq!(stat.len(), 4 * 3 * per_version);
-        assert_eq!((word(STAT_PROCS), word(STAT_PROCS + 1)), (1, 1)); // version 2
-        let v4 = 2 * per_version;
-        assert_eq!((word(v4 + STAT_PROCS), word(v4 + STAT_PROCS + 1)), (1, 1));
-        assert_eq!(word(v4 + 1), 6); // SET calls in version 4
+    }
+
+    #[test]
+    fn getstat_golden() {
+        let rig = rig();
+        let c = local_udp();
+        rig.ok(&c, 2, 3, &words(&[100_005, 3, 6, 0])); // found
+        rig.ok(&c, 2, 3, &words(&[100_021, 1, 17, 0])); // not found
+        rig.ok(&c, 4, 3, &rpcb(100_003, 4, "", "", "")); // not on udp
+        rig.ok(&c, 4, 1, &rpcb(100_021, 4, "udp", "0.0.0.0.3.232", "")); // set
+        rig.ok(&c, 3, 2, &rpcb(100_021, 9, "", "", "")); // nothing to unset
+        let stat = rig.ok(&c, 4, 12, &[]);
+        let calls = |counted: &[(usize, u32)]| {
+            let mut calls = [0u32; STAT_PROCS];
+            for (proc_, n) in counted {
+                calls[*proc_] = *n;
+            }
+            words(&calls)
+        };
+        let lookup = |prog, vers, success, failure, netid| {
+            let mut l = words(&[1, prog, vers, success, failure]);
+            l.extend(xdr_string(netid));
+            l
+        };
+        let mut want = calls(&[(3, 2)]);
+        want.extend(words(&[0, 0])); // SETs, UNSETs
+        want.extend(lookup(100_005, 3, 1, 0, "tcp"));
+        want.extend(lookup(100_021, 1, 0, 1, "udp"));
+        want.extend(words(&[0, 0])); // end of lookups, no indirect calls
+        want.extend(calls(&[(2, 1)]));
+        want.extend(words(&[0, 0, 0, 0]));
+        want.extend(calls(&[(1, 1), (3, 1), (12, 1)]));
+        want.extend(words(&[1, 0]));
+        want.extend(lookup(100_003, 4, 0, 1, "udp"));
+        want.extend(words(&[0, 0]));
+        assert_eq!(stat, want);
+    }
+
+    #[test]
+    fn lookup_statistics_are_bounded() {
+        let rig = rig();
+        let c = local_udp();
+        for prog in 0..100 {
+            rig.ok(&c, 3, 3, &rpcb(500_000 + prog, 1, "", "", ""));
+        }
+        let stats = rig.program.stats.lock().unwrap().clone();
+        assert_eq!(stats[1].lookups.len(), MAX_ADDR_STATS);
+        assert_eq!(stats[1].calls[3], 100);
     }
 
     #[test]

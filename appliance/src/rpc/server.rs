@@ -646,6 +646,40 @@ mod tests {
     }
 
     #[test]
+    fn a_taken_port_fails_the_start_loudly() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = RpcConfig {
+            ipv4: Some(Ipv4Addr::LOCALHOST),
+            ipv6: None,
+            rpcbind_port: taken.local_addr().unwrap().port(),
+            mount_port: 0,
+            ..RpcConfig::default()
+        };
+        let err = match start_with(&config, Arc::new(Vec::new)) {
+            Ok(_) => panic!("started on a taken port"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.starts_with("rpcbind: cannot listen on 127.0.0.1:"),
+            "{err}"
+        );
+        assert!(
+            err.contains("(tcp)") && err.contains("holds the port: stop it"),
+            "{err}"
+        );
+        // With no address at all, the start says so.
+        let config = RpcConfig {
+            ipv4: None,
+            ipv6: None,
+            ..config
+        };
+        assert!(matches!(
+            start_with(&config, Arc::new(Vec::new)),
+            Err(crate::rpc::RpcError::NoAddress)
+        ));
+    }
+
+    #[test]
     fn stop_closes_the_ports() {
         let s = services(8);
         let addr = rpcbind_addr(&s);
