@@ -10,8 +10,11 @@
 //! - SET and UNSET are accepted only from loopback callers; anyone else gets FALSE and a log
 //!   line. Network callers own their entries as "unknown" and cannot remove the init's.
 //! - GETADDR and GETVERSADDR ignore the argument's netid and answer for the transport the
-//!   request came in on (RFC 1833 says so for GETADDR); a wildcard registration is answered
-//!   with the local address the caller reached.
+//!   request came in on (RFC 1833 says so for GETADDR). A wildcard registration is answered
+//!   with the caller's own view of our address (the argument's `r_addr`, which libtirpc and
+//!   the kernel fill with the address they reached rpcbind at), or failing that with the local
+//!   address the call arrived on; rpcbind picks a local interface on the caller's network
+//!   instead, which breaks callers behind address translation.
 //! - GETADDR and GETPORT fall back to another version of the program on the same transport,
 //!   so a client asking for an unserved version learns the served range from the service.
 //! - UADDR2TADDR and TADDR2UADDR use the transport's address family and Linux's `sockaddr`
@@ -233,7 +236,7 @@ impl Rpcbind {
         let found = self
             .registry()
             .lookup(args.prog, args.vers, ctx.netid, exact)
-            .map(|m| m.address_for(ctx.local_ip()));
+            .map(|m| m.address_for(server_ip(ctx, args)));
         self.count_lookup(vers, args.prog, args.vers, ctx.netid, found.is_some());
         found.map(format_uaddr).unwrap_or_default()
     }
@@ -362,7 +365,7 @@ impl Rpcbind {
             }
             (11, 4) => {
                 let a = read_rpcb(&mut r)?;
-                let local = ctx.local_ip();
+                let local = server_ip(ctx, &a);
                 let registry = self.registry();
                 let entries = registry.entries().iter().filter(|m| {
                     m.prog == a.prog && m.vers == a.vers && m.netid.is_v6() == ctx.netid.is_v6()
@@ -397,6 +400,17 @@ impl Rpcbind {
         }
         Ok(())
     }
+}
+
+/// The host part for a wildcard registration: the caller's own view of our address, which
+/// it passes in `r_addr` (libtirpc and the kernel send the address they reached rpcbind at),
+/// when that is an address of the transport's family; otherwise the local address the call
+/// arrived on. The caller's view is what it can reach, also through address translation.
+fn server_ip(ctx: &CallContext, args: &Rpcb<'_>) -> IpAddr {
+    parse_uaddr(args.addr, ctx.netid)
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or_else(|| ctx.local_ip())
 }
 
 /// Indirect calls are not forwarded.
@@ -616,6 +630,21 @@ mod tests {
             assert_eq!(
                 rig.ok(&remote_tcp(), vers, 3, &args),
                 xdr_string("10.0.3.1.8.1")
+            );
+        }
+        // The caller's view of our address wins (a client behind address translation), and
+        // without one the local address serves.
+        let natted = rpcb(100_003, 4, "tcp", "127.0.0.1.39.18", "");
+        assert_eq!(
+            rig.ok(&remote_tcp(), 4, 3, &natted),
+            xdr_string("127.0.0.1.8.1")
+        );
+        for hint in ["", "0.0.0.0.0.111", "::1.0.111", "garbage"] {
+            let a = rpcb(100_003, 4, "tcp", hint, "");
+            assert_eq!(
+                rig.ok(&remote_tcp(), 4, 3, &a),
+                xdr_string("10.0.3.1.8.1"),
+                "{hint}"
             );
         }
         // Over UDP nfs is not registered: "".

@@ -53,6 +53,9 @@ impl Default for Timeouts {
         }
     }
 }
+/// The stack of each service thread: the code is shallow and never recurses, and PID 1
+/// should not reserve the default 2 MiB for each of up to a hundred threads.
+const THREAD_STACK: usize = 256 * 1024;
 /// How often the listening loops look at the stop flag.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How long [`Server::stop`] waits for connection threads to finish.
@@ -167,6 +170,7 @@ impl Server {
                     let thread_name = name.clone();
                     std::thread::Builder::new()
                         .name(name)
+                        .stack_size(THREAD_STACK)
                         .spawn(move || crate::init::guarded(&thread_name, || tcp.accept_loop()))?
                 }
                 Bound::Udp(socket) => {
@@ -180,6 +184,7 @@ impl Server {
                     let thread_name = name.clone();
                     std::thread::Builder::new()
                         .name(name)
+                        .stack_size(THREAD_STACK)
                         .spawn(move || crate::init::guarded(&thread_name, || udp.serve()))?
                 }
             };
@@ -310,6 +315,7 @@ impl Tcp {
         let connections = self.connections.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("{name}-conn"))
+            .stack_size(THREAD_STACK)
             .spawn(move || {
                 if std::panic::catch_unwind(AssertUnwindSafe(|| conn.serve())).is_err() {
                     log::error!(
