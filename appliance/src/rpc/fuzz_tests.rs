@@ -17,9 +17,11 @@ use super::record::{frame, read_record};
 use super::registry::{parse_uaddr, Netid, Owner, Registry, MAX_ENTRIES};
 use super::rpcbind::Rpcbind;
 use super::service::{CallContext, LogLimit, Service};
-use super::test_util::{tcp_call, udp_call, words, xdr_string};
+use super::test_util::{
+    rpcb, sample_exports, sample_registry, tcp_call, udp_call, words, xdr_string,
+};
 use super::xdr::XdrReader;
-use super::{start_with, ExportEntry, RpcConfig, Timeouts, MOUNT_PROGRAM, RPCBIND_PROGRAM};
+use super::{start_with, RpcConfig, Timeouts, MOUNT_PROGRAM, RPCBIND_PROGRAM};
 
 /// xorshift64: small, seeded, reproducible.
 struct Rng(u64);
@@ -65,14 +67,6 @@ const EDGES: [u32; 14] = [
     0xffff_ffff,
 ];
 
-fn rpcb(prog: u32, vers: u32, netid: &str, addr: &str) -> Vec<u8> {
-    let mut a = words(&[prog, vers]);
-    a.extend(xdr_string(netid));
-    a.extend(xdr_string(addr));
-    a.extend(xdr_string("root"));
-    a
-}
-
 /// Valid calls of every procedure of both programs, with both credential flavors.
 fn corpus() -> Vec<Vec<u8>> {
     let sys = Credential::Sys(AuthSys {
@@ -82,8 +76,8 @@ fn corpus() -> Vec<Vec<u8>> {
         gid: 0,
         gids: vec![0, 1, 2],
     });
-    let get = rpcb(100_003, 4, "tcp", "127.0.0.1.0.111");
-    let set = rpcb(100_021, 4, "udp", "0.0.0.0.3.232");
+    let get = rpcb(100_003, 4, "tcp", "127.0.0.1.0.111", "root");
+    let set = rpcb(100_021, 4, "udp", "0.0.0.0.3.232", "root");
     // A netbuf of 16 bytes: sockaddr_in for 127.0.0.1 port 2049, family in little-endian.
     let taddr = words(&[16, 16, 0x0200_0801, 0x7f00_0001, 0, 0]);
     let mut args: Vec<(u32, u32, u32, Vec<u8>)> = vec![
@@ -183,28 +177,9 @@ struct Rig {
 }
 
 fn rig() -> Rig {
-    let registry = Arc::new(Mutex::new(Registry::default()));
-    {
-        let mut r = registry.lock().unwrap();
-        for vers in 2..=4 {
-            r.register(RPCBIND_PROGRAM, vers, Netid::Tcp, 111);
-        }
-        r.register(MOUNT_PROGRAM, 3, Netid::Udp, 20048);
-        r.register(100_003, 4, Netid::Tcp, 2049);
-    }
+    let registry = Arc::new(Mutex::new(sample_registry()));
     let log = Arc::new(LogLimit::default());
-    let exports = Arc::new(|| {
-        vec![
-            ExportEntry {
-                path: "/mnt/tank/media".into(),
-                groups: vec!["10.0.3.0/24".into(), "*".into()],
-            },
-            ExportEntry {
-                path: "/mnt/tank/vms".into(),
-                groups: vec![],
-            },
-        ]
-    });
+    let exports = Arc::new(sample_exports);
     Rig {
         rpcbind: Service::new(
             Arc::new(Rpcbind::new(registry.clone(), log.clone())),
@@ -275,7 +250,7 @@ fn decoders_and_handlers_survive_mutated_and_random_messages() {
         .iter()
         .filter(|m| m.owner == Owner::System)
         .count();
-    assert_eq!(system, 5);
+    assert_eq!(system, sample_registry().entries().len());
     assert!(registry.entries().len() <= MAX_ENTRIES);
 }
 

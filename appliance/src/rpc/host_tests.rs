@@ -10,7 +10,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{start_with, ExportEntry, Netid, RpcConfig, RpcError, RpcServices, NFS_PROGRAM};
+use super::test_util::sample_exports;
+use super::{start_with, Netid, RpcConfig, RpcError, RpcServices, NFS_PROGRAM};
 
 /// Runs a client; returns its exit success, standard output and standard error.
 fn run(program: &str, args: &[&str]) -> (bool, String, String) {
@@ -39,18 +40,7 @@ fn start_on_111() -> RpcServices {
         mount_port: 0,
         ..RpcConfig::default()
     };
-    let exports = Arc::new(|| {
-        vec![
-            ExportEntry {
-                path: "/mnt/tank/media".into(),
-                groups: vec!["10.0.3.0/24".into(), "*".into()],
-            },
-            ExportEntry {
-                path: "/mnt/tank/vms".into(),
-                groups: vec!["10.0.3.7".into()],
-            },
-        ]
-    });
+    let exports = Arc::new(sample_exports);
     let start = Instant::now();
     loop {
         match start_with(&config, exports.clone()) {

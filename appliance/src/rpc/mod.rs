@@ -425,6 +425,42 @@ pub mod test_util {
         ws.iter().flat_map(|w| w.to_be_bytes()).collect()
     }
 
+    /// The export list the socket and host tests serve.
+    pub fn sample_exports() -> Vec<super::ExportEntry> {
+        vec![
+            super::ExportEntry {
+                path: "/mnt/tank/media".into(),
+                groups: vec!["10.0.3.0/24".into(), "*".into()],
+            },
+            super::ExportEntry {
+                path: "/mnt/tank/vms".into(),
+                groups: vec!["10.0.3.7".into()],
+            },
+        ]
+    }
+
+    /// A registry as the services start it on IPv4, with nfs registered: rpcbind versions 2
+    /// to 4 on tcp and udp port 111, MOUNT v3 on tcp 20048, nfs v4 on tcp 2049.
+    pub fn sample_registry() -> super::Registry {
+        let mut r = super::Registry::default();
+        for vers in 2..=4 {
+            r.register(super::RPCBIND_PROGRAM, vers, super::Netid::Tcp, 111);
+            r.register(super::RPCBIND_PROGRAM, vers, super::Netid::Udp, 111);
+        }
+        r.register(super::MOUNT_PROGRAM, 3, super::Netid::Tcp, 20048);
+        r.register(super::NFS_PROGRAM, 4, super::Netid::Tcp, 2049);
+        r
+    }
+
+    /// An rpcbind v3/v4 `rpcb` argument.
+    pub fn rpcb(prog: u32, vers: u32, netid: &str, addr: &str, owner: &str) -> Vec<u8> {
+        let mut a = words(&[prog, vers]);
+        a.extend(xdr_string(netid));
+        a.extend(xdr_string(addr));
+        a.extend(xdr_string(owner));
+        a
+    }
+
     /// A string in XDR: length, bytes, zero padding.
     pub fn xdr_string(s: &str) -> Vec<u8> {
         let mut out = words(&[s.len() as u32]);

@@ -493,7 +493,7 @@ mod tests {
     use crate::rpc::message::client::{decode_reply, encode_call, Reply};
     use crate::rpc::message::{Accepted, Credential};
     use crate::rpc::service::Service;
-    use crate::rpc::test_util::{be, words, xdr_string};
+    use crate::rpc::test_util::{be, rpcb, sample_registry, words, xdr_string};
 
     struct Rig {
         registry: Arc<Mutex<Registry>>,
@@ -502,16 +502,7 @@ mod tests {
     }
 
     fn rig() -> Rig {
-        let registry = Arc::new(Mutex::new(Registry::default()));
-        {
-            let mut r = registry.lock().unwrap();
-            for vers in 2..=4 {
-                r.register(PROGRAM, vers, Netid::Tcp, 111);
-                r.register(PROGRAM, vers, Netid::Udp, 111);
-            }
-            r.register(100_005, 3, Netid::Tcp, 20048);
-            r.register(100_003, 4, Netid::Tcp, 2049);
-        }
+        let registry = Arc::new(Mutex::new(sample_registry()));
         let log = Arc::new(LogLimit::default());
         let program = Arc::new(Rpcbind::new(registry.clone(), log.clone()));
         let service = Service::new(program.clone(), log);
@@ -539,6 +530,11 @@ mod tests {
     }
 
     impl Rig {
+        fn registered(&self, prog: u32, vers: u32, netid: Netid) -> bool {
+            let registry = self.registry.lock().unwrap();
+            registry.lookup(prog, vers, netid, true).is_some()
+        }
+
         /// The result bytes of a successful call.
         fn ok(&self, ctx: &CallContext, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
             let msg = encode_call(0x1234, PROGRAM, vers, proc_, &Credential::None, args);
@@ -557,14 +553,6 @@ mod tests {
     }
 
     /// An `rpcb` argument.
-    fn rpcb(prog: u32, vers: u32, netid: &str, addr: &str, owner: &str) -> Vec<u8> {
-        let mut a = words(&[prog, vers]);
-        a.extend(xdr_string(netid));
-        a.extend(xdr_string(addr));
-        a.extend(xdr_string(owner));
-        a
-    }
-
     #[test]
     fn pmap_getport_golden() {
         // The reply to rpcinfo's GETPORT of MOUNT v3 over TCP (prog, vers, IPPROTO_TCP, 0) is
@@ -693,12 +681,7 @@ mod tests {
             rig.ok(&remote, 2, 1, &words(&[100_021, 4, 17, 1000])),
             be(0)
         );
-        assert!(rig
-            .registry
-            .lock()
-            .unwrap()
-            .lookup(100_021, 4, Netid::Udp, true)
-            .is_none());
+        assert!(!rig.registered(100_021, 4, Netid::Udp));
         // From loopback: TRUE, and GETADDR finds it (port 1000 = 3.232).
         assert_eq!(rig.ok(&local_udp(), 4, 1, &nlm), be(1));
         assert_eq!(rig.ok(&local_udp(), 4, 1, &nlm), be(0), "taken");
@@ -718,12 +701,7 @@ mod tests {
             rig.ok(&local_udp(), 4, 2, &rpcb(100_003, 4, "", "", "")),
             be(0)
         );
-        assert!(rig
-            .registry
-            .lock()
-            .unwrap()
-            .lookup(100_003, 4, Netid::Tcp, true)
-            .is_some());
+        assert!(rig.registered(100_003, 4, Netid::Tcp));
         // Version 2 SET and UNSET from loopback.
         assert_eq!(
             rig.ok(&local_udp(), 2, 1, &words(&[100_021, 1, 6, 4045])),

@@ -509,10 +509,10 @@ mod tests {
     use super::Timeouts;
     use crate::rpc::message::client::{encode_call, Reply};
     use crate::rpc::message::{Accepted, Credential};
-    use crate::rpc::test_util::{be, call_on, closed_by_server, tcp_call, udp_call, words};
-    use crate::rpc::{
-        start_with, ExportEntry, RpcConfig, RpcServices, MOUNT_PROGRAM, RPCBIND_PROGRAM,
+    use crate::rpc::test_util::{
+        be, call_on, closed_by_server, sample_exports, tcp_call, udp_call, words,
     };
+    use crate::rpc::{start_with, RpcConfig, RpcServices, MOUNT_PROGRAM, RPCBIND_PROGRAM};
 
     const SHORT: Duration = Duration::from_millis(300);
 
@@ -530,13 +530,7 @@ mod tests {
                 write: SHORT,
             },
         };
-        let exports = Arc::new(|| {
-            vec![ExportEntry {
-                path: "/mnt/tank/media".into(),
-                groups: vec!["*".into()],
-            }]
-        });
-        start_with(&config, exports).unwrap()
+        start_with(&config, Arc::new(sample_exports)).unwrap()
     }
 
     fn rpcbind_addr(s: &RpcServices) -> std::net::SocketAddr {
