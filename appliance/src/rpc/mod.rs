@@ -334,8 +334,9 @@ impl RpcServices {
     /// Stops both services and closes their ports (waits up to about 2 s for open
     /// connections). Calling it again does nothing.
     pub fn stop(&self) {
-        self.server.stop();
-        log::info!("rpc: rpcbind and mountd stopped");
+        if self.server.stop() {
+            log::info!("rpc: rpcbind and mountd stopped");
+        }
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -345,7 +346,7 @@ impl RpcServices {
 
 impl Drop for RpcServices {
     fn drop(&mut self) {
-        self.server.stop();
+        self.stop();
     }
 }
 

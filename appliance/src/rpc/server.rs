@@ -197,9 +197,11 @@ impl Server {
     }
 
     /// Stops every service: the listening threads end and their ports close; open connections
-    /// are shut down. Calling it again does nothing.
-    pub fn stop(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
+    /// are shut down. Returns false if they were stopped already.
+    pub fn stop(&self) -> bool {
+        if self.shared.stop.swap(true, Ordering::SeqCst) {
+            return false;
+        }
         let all: Vec<Arc<Connections>> = self
             .connections
             .lock()
@@ -223,6 +225,7 @@ impl Server {
         while all.iter().any(|c| !c.lock().is_empty()) && start.elapsed() < STOP_WAIT {
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 }
 
