@@ -7,7 +7,12 @@
 //! record timeout, so a slow or silent client holds a connection slot for seconds, not
 //! forever. Writes time out too ([`Timeouts`]). A record over [`MAX_RECORD`] or a framing error closes the
 //! connection (the stream cannot be resynchronised); a bad message inside a good record only
-//! costs that message. UDP sockets poll a stop flag between datagrams.
+//! costs that message. UDP sockets poll a stop flag between datagrams. A UDP reply leaves from
+//! the socket the request came to, so on a wildcard socket the kernel picks its source
+//! address by route: on a box with several addresses in one network a reply could come from
+//! another address than the one asked. Answering from the asked address needs IP_PKTINFO,
+//! which rustix (and so this `unsafe`-free crate) cannot receive; the appliance has one
+//! address per network, and clients use TCP first.
 //!
 //! Listening loops run under [`crate::init::guarded`], so a panic restarts the loop on the
 //! same socket; a panic while serving one connection closes that connection. [`Server::stop`]
