@@ -2,17 +2,19 @@
 //! it) IPv6, with blocking sockets and one thread per listening socket.
 //!
 //! TCP connections get a thread each, up to a per-service bound; past it new connections are
-//! closed at once. Every read has a deadline: a connection may sit idle between records for
-//! an idle timeout, and a record, once started, must arrive whole within a
+//! closed at once. Every read has a deadline ([`Timeouts`]): a connection may sit idle between
+//! records for the idle timeout, and a record, once started, must arrive whole within the
 //! record timeout, so a slow or silent client holds a connection slot for seconds, not
-//! forever. Writes time out too ([`Timeouts`]). A record over [`MAX_RECORD`] or a framing error closes the
+//! forever. Writes time out too. A record over [`MAX_RECORD`] or a framing error closes the
 //! connection (the stream cannot be resynchronised); a bad message inside a good record only
-//! costs that message. UDP sockets poll a stop flag between datagrams. A UDP reply leaves from
-//! the socket the request came to, so on a wildcard socket the kernel picks its source
-//! address by route: on a box with several addresses in one network a reply could come from
-//! another address than the one asked. Answering from the asked address needs IP_PKTINFO,
-//! which rustix (and so this `unsafe`-free crate) cannot receive; the appliance has one
-//! address per network, and clients use TCP first.
+//! costs that message.
+//!
+//! UDP sockets poll a stop flag between datagrams. A UDP reply leaves from the socket the
+//! request came to, so on a wildcard socket the kernel picks its source address by route: on
+//! a box with several addresses in one network a reply could come from another address than
+//! the one asked. Answering from the asked address needs IP_PKTINFO, which rustix (and so
+//! this `unsafe`-free crate) cannot receive; the appliance has one address per network, and
+//! clients try TCP first.
 //!
 //! Listening loops run under [`crate::init::guarded`], so a panic restarts the loop on the
 //! same socket; a panic while serving one connection closes that connection. [`Server::stop`]
@@ -58,6 +60,7 @@ impl Default for Timeouts {
         }
     }
 }
+
 /// The stack of each service thread: the code is shallow and never recurses, and PID 1
 /// should not reserve the default 2 MiB for each of up to a hundred threads.
 const THREAD_STACK: usize = 256 * 1024;
