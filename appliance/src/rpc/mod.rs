@@ -193,13 +193,16 @@ pub fn start_with(
         rpcbind_port,
         mount_port,
     };
+    // "0.0.0.0:111 [::]:111": each address once, for TCP and UDP alike.
     let listening = |sockets: &[Bound]| {
-        sockets
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
+        let mut addrs: Vec<String> = Vec::new();
+        for addr in sockets.iter().filter_map(|s| s.local_addr().ok()) {
+            let addr = addr.to_string();
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        addrs.join(" ")
     };
     let rpcbind_where = listening(&rpcbind_sockets);
     let mount_where = listening(&mount_sockets);
