@@ -646,7 +646,11 @@ mod tests {
             })
             .collect();
         // A third is closed at once, while UDP is still served.
+        // It gets no answer to a call: a served connection would answer long before the idle
+        // timeout could close it.
         let mut third = TcpStream::connect(addr).unwrap();
+        let msg = encode_call(5, RPCBIND_PROGRAM, 4, 0, &Credential::None, &[]);
+        let _ = third.write_all(&crate::rpc::record::frame(&msg).unwrap());
         assert!(closed_by_server(&mut third, Duration::from_secs(2)));
         assert_eq!(udp_call(addr, RPCBIND_PROGRAM, 4, 0, &[]), null_ok());
         // Once one is closed, there is room again.
