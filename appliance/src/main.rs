@@ -12,6 +12,7 @@ mod kmod;
 mod logger;
 mod net;
 mod nfs;
+mod rpc;
 mod smb;
 mod storage;
 mod system;
