@@ -75,7 +75,6 @@ pub fn create_pool(guest: &mut Guest) {
     assert!(out.contains("pool tank created"), "{out}");
 }
 
-
 /// Reboots from the console and waits for the pool to be mounted again.
 pub fn reboot(guest: &mut Guest) {
     guest.send(b"reboot\r").unwrap();

@@ -85,29 +85,52 @@ fn smb_shares_users_and_access() {
     create_pool(&mut guest);
 
     // Accounts: passwords are asked twice and never echoed.
-    let out = guest.run_with_password("user add alice", "alice-Pw1").unwrap();
+    let out = guest
+        .run_with_password("user add alice", "alice-Pw1")
+        .unwrap();
     assert!(out.contains("uid 1000"), "{out}");
     guest.run_with_password("user add bob", "bob-Pw1").unwrap();
-    guest.run_with_password("user add sonarr", "sonarr-Pw1").unwrap();
+    guest
+        .run_with_password("user add sonarr", "sonarr-Pw1")
+        .unwrap();
     ok(&mut guest, "group add media");
     ok(&mut guest, "user set alice groups media");
     fails(&mut guest, "user add alice", "exists");
     fails(&mut guest, "user set alice groups nothere", "nothere");
     let users = ok(&mut guest, "user list");
-    assert!(users.contains("alice") && users.contains("media"), "{users}");
+    assert!(
+        users.contains("alice") && users.contains("media"),
+        "{users}"
+    );
 
     ok(&mut guest, "dataset create media mode 0777");
     ok(&mut guest, "dataset create public mode 0755");
     ok(&mut guest, "file write public/readme.txt 4K seed readme");
-    ok(&mut guest, "smb share add media users @media comment \"films and series\"");
-    ok(&mut guest, "smb share add arr dataset media users alice force_user sonarr");
+    ok(
+        &mut guest,
+        "smb share add media users @media comment \"films and series\"",
+    );
+    ok(
+        &mut guest,
+        "smb share add arr dataset media users alice force_user sonarr",
+    );
     ok(&mut guest, "smb share add public ro guest yes");
-    ok(&mut guest, "smb share add lan dataset public hosts_allow 10.0.3.0/24");
+    ok(
+        &mut guest,
+        "smb share add lan dataset public hosts_allow 10.0.3.0/24",
+    );
     fails(&mut guest, "smb share add nope dataset nothere", "nothere");
     fails(&mut guest, "smb share add media", "exists");
-    fails(&mut guest, "smb share set media force_user nobodyhere", "nobodyhere");
+    fails(
+        &mut guest,
+        "smb share set media force_user nobodyhere",
+        "nobodyhere",
+    );
     let shares = ok(&mut guest, "smb share list");
-    assert!(shares.contains("media") && shares.contains("@media"), "{shares}");
+    assert!(
+        shares.contains("media") && shares.contains("@media"),
+        "{shares}"
+    );
 
     let alice = "alice%alice-Pw1";
     // Put and get, byte for byte, with non-ASCII names; list a directory.
@@ -116,37 +139,90 @@ fn smb_shares_users_and_access() {
     let data = pattern(3 << 20, 7);
     std::fs::write(&local, &data).unwrap();
     let name = "é-日本.bin";
-    smb_ok(port, &[
-        "//127.0.0.1/media", "-U", alice,
-        "-c", &format!("mkdir série; put {} \"série/{name}\"", local.display()),
-    ]);
+    smb_ok(
+        port,
+        &[
+            "//127.0.0.1/media",
+            "-U",
+            alice,
+            "-c",
+            &format!("mkdir série; put {} \"série/{name}\"", local.display()),
+        ],
+    );
     let back = dir.join("down.bin");
-    let ls = smb_ok(port, &[
-        "//127.0.0.1/media", "-U", alice,
-        "-c", &format!("ls série/*; get \"série/{name}\" {}", back.display()),
-    ]);
+    let ls = smb_ok(
+        port,
+        &[
+            "//127.0.0.1/media",
+            "-U",
+            alice,
+            "-c",
+            &format!("ls série/*; get \"série/{name}\" {}", back.display()),
+        ],
+    );
     assert!(ls.contains(name), "{ls}");
-    assert!(std::fs::read(&back).unwrap() == data, "the file came back different");
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "the file came back different"
+    );
     // Files belong to the user who wrote them, or to the forced user.
     let owners = ok(&mut guest, "file list media/série");
     assert!(entry_line(&owners, name).contains("1000:1000"), "{owners}");
-    smb_ok(port, &["//127.0.0.1/arr", "-U", alice, "-c", &format!("put {} forced.bin", local.display())]);
+    smb_ok(
+        port,
+        &[
+            "//127.0.0.1/arr",
+            "-U",
+            alice,
+            "-c",
+            &format!("put {} forced.bin", local.display()),
+        ],
+    );
     let owners = ok(&mut guest, "file list media");
-    assert!(entry_line(&owners, "forced.bin").contains("1002:1002"), "{owners}");
+    assert!(
+        entry_line(&owners, "forced.bin").contains("1002:1002"),
+        "{owners}"
+    );
 
     // Refusals.
-    smb_fails(port, &["//127.0.0.1/media", "-U", "alice%wrong", "-c", "ls"], "NT_STATUS_LOGON_FAILURE");
-    smb_fails(port, &["//127.0.0.1/media", "-U", "mallory%x", "-c", "ls"], "NT_STATUS_LOGON_FAILURE");
-    smb_fails(port, &["//127.0.0.1/media", "-U", "bob%bob-Pw1", "-c", "ls"], "NT_STATUS_ACCESS_DENIED");
     smb_fails(
         port,
-        &["//127.0.0.1/public", "-U", alice, "-c", &format!("put {} x.bin", local.display())],
+        &["//127.0.0.1/media", "-U", "alice%wrong", "-c", "ls"],
+        "NT_STATUS_LOGON_FAILURE",
+    );
+    smb_fails(
+        port,
+        &["//127.0.0.1/media", "-U", "mallory%x", "-c", "ls"],
+        "NT_STATUS_LOGON_FAILURE",
+    );
+    smb_fails(
+        port,
+        &["//127.0.0.1/media", "-U", "bob%bob-Pw1", "-c", "ls"],
         "NT_STATUS_ACCESS_DENIED",
     );
-    smb_fails(port, &["//127.0.0.1/media", "-N", "-c", "ls"], "NT_STATUS_ACCESS_DENIED");
+    smb_fails(
+        port,
+        &[
+            "//127.0.0.1/public",
+            "-U",
+            alice,
+            "-c",
+            &format!("put {} x.bin", local.display()),
+        ],
+        "NT_STATUS_ACCESS_DENIED",
+    );
+    smb_fails(
+        port,
+        &["//127.0.0.1/media", "-N", "-c", "ls"],
+        "NT_STATUS_ACCESS_DENIED",
+    );
     let guest_ls = smb_ok(port, &["//127.0.0.1/public", "-N", "-c", "ls"]);
     assert!(guest_ls.contains("readme.txt"), "{guest_ls}");
-    smb_fails(port, &["//127.0.0.1/lan", "-U", alice, "-c", "ls"], "NT_STATUS_ACCESS_DENIED");
+    smb_fails(
+        port,
+        &["//127.0.0.1/lan", "-U", alice, "-c", "ls"],
+        "NT_STATUS_ACCESS_DENIED",
+    );
 
     // Browsing lists the shares (srvsvc over IPC$).
     let listing = smb_ok(port, &["-L", "//127.0.0.1", "-U", alice]);
@@ -156,20 +232,49 @@ fn smb_shares_users_and_access() {
     assert!(listing.contains("films and series"), "{listing}");
 
     // Dialects: SMB 3.1.1 by default, SMB1 refused.
-    let negotiated = smb_ok(port, &["//127.0.0.1/media", "-U", alice, "-d", "3", "-c", "ls"]);
-    assert!(negotiated.contains("SMB3_11"), "no SMB 3.1.1 negotiation seen:\n{negotiated}");
-    let smb1 = smbclient(port, &["//127.0.0.1/media", "-U", alice, "-m", "NT1", "-c", "ls"]);
-    assert!(!smb1.status.success(), "an SMB1-only client connected:\n{}", text(&smb1));
+    let negotiated = smb_ok(
+        port,
+        &["//127.0.0.1/media", "-U", alice, "-d", "3", "-c", "ls"],
+    );
+    assert!(
+        negotiated.contains("SMB3_11"),
+        "no SMB 3.1.1 negotiation seen:\n{negotiated}"
+    );
+    let smb1 = smbclient(
+        port,
+        &["//127.0.0.1/media", "-U", alice, "-m", "NT1", "-c", "ls"],
+    );
+    assert!(
+        !smb1.status.success(),
+        "an SMB1-only client connected:\n{}",
+        text(&smb1)
+    );
 
     // A password change takes effect at once, without dropping the server.
-    guest.run_with_password("user passwd alice", "alice-Pw2").unwrap();
-    smb_fails(port, &["//127.0.0.1/media", "-U", alice, "-c", "ls"], "NT_STATUS_LOGON_FAILURE");
+    guest
+        .run_with_password("user passwd alice", "alice-Pw2")
+        .unwrap();
+    smb_fails(
+        port,
+        &["//127.0.0.1/media", "-U", alice, "-c", "ls"],
+        "NT_STATUS_LOGON_FAILURE",
+    );
     let alice = "alice%alice-Pw2";
     smb_ok(port, &["//127.0.0.1/media", "-U", alice, "-c", "ls"]);
 
     // Mandatory signing: a client that requires signing works.
     ok(&mut guest, "smb set signing mandatory");
-    smb_ok(port, &["//127.0.0.1/media", "-U", alice, "--client-protection=sign", "-c", "ls"]);
+    smb_ok(
+        port,
+        &[
+            "//127.0.0.1/media",
+            "-U",
+            alice,
+            "--client-protection=sign",
+            "-c",
+            "ls",
+        ],
+    );
 
     // Share changes are live: a removed share is gone from the listing.
     ok(&mut guest, "smb share remove lan");
@@ -179,13 +284,23 @@ fn smb_shares_users_and_access() {
     // After a reboot users, shares and the password are back.
     reboot(&mut guest);
     let got = dir.join("again.bin");
-    smb_ok(port, &[
-        "//127.0.0.1/media", "-U", alice, "--client-protection=sign",
-        "-c", &format!("get \"série/{name}\" {}", got.display()),
-    ]);
+    smb_ok(
+        port,
+        &[
+            "//127.0.0.1/media",
+            "-U",
+            alice,
+            "--client-protection=sign",
+            "-c",
+            &format!("get \"série/{name}\" {}", got.display()),
+        ],
+    );
     assert!(std::fs::read(&got).unwrap() == data);
     let status = ok(&mut guest, "status");
-    assert!(status.contains("smb") && status.contains("running as TANK"), "{status}");
+    assert!(
+        status.contains("smb") && status.contains("running as TANK"),
+        "{status}"
+    );
     poweroff(&mut guest);
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }

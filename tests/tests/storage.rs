@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use tank_tests::console::{create_pool, disk_named, fails, ok, poweroff, sha256_of_file, wait_pool};
+use tank_tests::console::{
+    create_pool, disk_named, fails, ok, poweroff, sha256_of_file, wait_pool,
+};
 
 const T: Duration = Duration::from_secs(60);
 const GIB: u64 = 1 << 30;

@@ -17,8 +17,8 @@
 //! Architecture invariant: [`Network::start`] never waits for the network. Each interface is
 //! brought up in its own thread, so the console prompt appears while DHCP is still selecting.
 
-pub mod diag;
 mod dhcp;
+pub mod diag;
 mod dns;
 mod iface;
 mod random;

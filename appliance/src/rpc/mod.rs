@@ -37,9 +37,6 @@
 //! logged (rate-limited) and dropped or answered with the RPC error it deserves, and the
 //! service goes on.
 
-// The engine does not start these services yet; the unit, fuzz and host tests use all of it.
-#![allow(dead_code)]
-
 mod message;
 mod mount;
 mod record;

@@ -165,8 +165,8 @@ pub fn list(mount: &Path, dataset: &str, rel: &Path) -> Result<Vec<Entry>, FileE
     let mut out = Vec::new();
     for entry in std::fs::read_dir(mount.join(rel)).map_err(|e| io_error(&shown, dataset, e))? {
         let entry = entry.map_err(|e| io_error(&shown, dataset, e))?;
-        let meta = std::fs::symlink_metadata(entry.path())
-            .map_err(|e| io_error(&shown, dataset, e))?;
+        let meta =
+            std::fs::symlink_metadata(entry.path()).map_err(|e| io_error(&shown, dataset, e))?;
         out.push(Entry {
             name: entry.file_name().to_string_lossy().into_owned(),
             size: meta.len(),

@@ -54,6 +54,10 @@ pub struct Appliance {
     smb_error: Option<String>,
     /// What each snapshot task did last this boot.
     task_results: std::collections::BTreeMap<u32, String>,
+    /// rpcbind and MOUNT, for `showmount` and `rpcinfo` (Proxmox VE's storage checks).
+    rpc: Option<crate::rpc::RpcServices>,
+    /// What MOUNT's EXPORT lists; the engine replaces it when the NFS shares change.
+    mount_exports: Arc<std::sync::RwLock<Vec<crate::rpc::ExportEntry>>>,
 }
 
 /// Where the pool is in its life this boot.
@@ -104,6 +108,8 @@ impl Appliance {
             smb: None,
             smb_error: None,
             task_results: std::collections::BTreeMap::new(),
+            rpc: None,
+            mount_exports: Arc::default(),
         }
     }
 
@@ -171,6 +177,7 @@ impl Appliance {
             log::warn!("no ACPI power button found; shut down from the console");
         }
         self.network = Some(Network::start(self.net_settings.clone()));
+        self.start_rpc();
         let tx = self.sender.clone();
         let spawned = std::thread::Builder::new()
             .name("assemble".into())

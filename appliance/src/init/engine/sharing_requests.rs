@@ -15,8 +15,7 @@ use crate::console::request::{
 use crate::console::{Reply, Request};
 use crate::nfs::NfsService;
 
-/// The program, version and port the init's rpcbind lists for NFSv4 while the server runs.
-pub const NFS_PROGRAM: u32 = 100_003;
+/// The port knfsd listens on, which the init's rpcbind lists for NFSv4 while it runs.
 pub const NFS_PORT: u16 = 2049;
 
 fn squash_text(squash: &Squash) -> String {
@@ -42,6 +41,7 @@ impl Appliance {
             return;
         }
         let table = self.export_table(&self.config);
+        self.set_mount_exports(&table);
         let recovery = crate::storage::meta_dir().join("nfs-v4recovery");
         match NfsService::start(table, &recovery) {
             Ok(service) => {
@@ -67,12 +67,58 @@ impl Appliance {
     /// Serves `config`'s NFS shares from now on.
     pub(super) fn apply_nfs(&self, config: &Config) {
         if let Some(nfs) = &self.nfs {
-            nfs.update(self.export_table(config));
+            let table = self.export_table(config);
+            self.set_mount_exports(&table);
+            nfs.update(table);
+        }
+    }
+
+    /// Starts rpcbind and MOUNT (they bind wildcard addresses, so the network may still be
+    /// coming up). A failure is an alert: NFS itself works without them.
+    pub(super) fn start_rpc(&mut self) {
+        let exports = self.mount_exports.clone();
+        let list = std::sync::Arc::new(move || match exports.read() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        });
+        match crate::rpc::start(list) {
+            Ok(rpc) => self.rpc = Some(rpc),
+            Err(e) => {
+                log::error!("rpc: {e}");
+                self.alerts.push(format!(
+                    "rpcbind and MOUNT did not start ({e}): showmount and Proxmox VE's NFS checks will fail"
+                ));
+            }
         }
     }
 
     /// Lists or withdraws NFSv4 in the init's rpcbind.
-    fn rpc_register_nfs(&self, _running: bool) {}
+    fn rpc_register_nfs(&self, running: bool) {
+        use crate::rpc::{Netid, NFS_PROGRAM};
+        let Some(rpc) = &self.rpc else {
+            return;
+        };
+        for netid in [Netid::Tcp, Netid::Tcp6] {
+            if running {
+                rpc.register(NFS_PROGRAM, 4, netid, NFS_PORT);
+            } else {
+                rpc.unregister(NFS_PROGRAM, 4, netid);
+            }
+        }
+    }
+
+    /// What MOUNT's EXPORT answers from now on.
+    fn set_mount_exports(&self, table: &crate::nfs::exports::ExportTable) {
+        let list = table
+            .mount_list()
+            .into_iter()
+            .map(|(path, groups)| crate::rpc::ExportEntry { path, groups })
+            .collect();
+        match self.mount_exports.write() {
+            Ok(mut e) => *e = list,
+            Err(poisoned) => *poisoned.into_inner() = list,
+        }
+    }
 
     /// Applies a sharing change: validate, apply to the running services, save; on a failed
     /// save the services return to the configuration in force.
