@@ -55,18 +55,31 @@ impl Guest {
         let mut stdout = child.stdout.take().context("qemu stdout")?;
         let output: Arc<(Mutex<Output>, Condvar)> = Arc::default();
         let sink = output.clone();
+        let transcript = run_dir.join(format!("{name}.log"));
+        // The transcript is written as the console prints, so a hung test can be looked at.
+        let mut live = std::fs::File::create(&transcript).ok();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
+            // Bytes of a UTF-8 sequence cut by the end of a read, kept for the next one.
+            let mut partial: Vec<u8> = Vec::new();
             loop {
                 let n = stdout.read(&mut buf).unwrap_or(0);
+                if let Some(f) = live.as_mut() {
+                    let _ = f.write_all(&buf[..n]);
+                }
                 let (lock, cv) = &*sink;
                 let mut out = lock.lock().unwrap_or_else(|p| p.into_inner());
                 if n == 0 {
+                    out.text.push_str(&String::from_utf8_lossy(&partial));
                     out.closed = true;
                     cv.notify_all();
                     return;
                 }
-                out.text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                partial.extend_from_slice(&buf[..n]);
+                let keep = incomplete_tail(&partial);
+                let complete = partial.len() - keep;
+                out.text.push_str(&String::from_utf8_lossy(&partial[..complete]));
+                partial.drain(..complete);
                 cv.notify_all();
             }
         });
@@ -77,7 +90,7 @@ impl Guest {
             mark: 0,
             qmp: Some(qmp),
             started: Instant::now(),
-            transcript: Some(run_dir.join(format!("{name}.log"))),
+            transcript: Some(transcript),
         })
     }
 
@@ -274,6 +287,24 @@ impl Guest {
     }
 }
 
+/// How many bytes at the end of `bytes` start a UTF-8 sequence that is not complete yet.
+fn incomplete_tail(bytes: &[u8]) -> usize {
+    for back in 1..=3.min(bytes.len()) {
+        let b = bytes[bytes.len() - back];
+        if b & 0xc0 == 0x80 {
+            continue;
+        }
+        let needed = match b {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => return 0,
+        };
+        return if needed > back { back } else { 0 };
+    }
+    0
+}
+
 impl Drop for Guest {
     fn drop(&mut self) {
         self.kill();
@@ -283,5 +314,21 @@ impl Drop for Guest {
         if let Some(qmp) = &self.qmp {
             let _ = std::fs::remove_file(qmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::incomplete_tail;
+
+    #[test]
+    fn utf8_cut_at_a_read_boundary_waits_for_the_rest() {
+        let text = "sé日".as_bytes();
+        assert_eq!(incomplete_tail(text), 0);
+        assert_eq!(incomplete_tail(&text[..2]), 1);
+        assert_eq!(incomplete_tail(&text[..4]), 1);
+        assert_eq!(incomplete_tail(&text[..5]), 2);
+        assert_eq!(incomplete_tail(b"abc"), 0);
+        assert_eq!(incomplete_tail(&[0xff]), 0);
     }
 }
