@@ -11,6 +11,7 @@ mod init;
 mod kmod;
 mod logger;
 mod net;
+mod smb;
 mod storage;
 mod system;
 

@@ -1,0 +1,2 @@
+//! SMB: the user-space side of the in-kernel server ksmbd.
+pub mod dcerpc;
