@@ -1,10 +1,11 @@
 //! The ksmbd side of the pipes: the KSMBD_RPC_* request flags and reply statuses of
-//! `fs/smb/server/ksmbd_netlink.h` (6.12), the `struct ksmbd_rpc_command` that
-//! KSMBD_EVENT_RPC_REQUEST and KSMBD_EVENT_RPC_RESPONSE carry, and [`Pipes::dispatch`], which
-//! turns one such request into its reply.
+//! `fs/smb/server/ksmbd_netlink.h` (6.12), which the `flags` field of a
+//! KSMBD_EVENT_RPC_REQUEST's `struct ksmbd_rpc_command` and of its reply carry, and
+//! [`Pipes::dispatch`], which turns one such request into its reply.
 //!
-//! What lives here: the encodings and the mapping of [`PipeError`]s to statuses. What does
-//! not: generic netlink itself (the daemon's), and DCE/RPC ([`super::pipe`]).
+//! What lives here: the flag decoding and the mapping of [`PipeError`]s to statuses. What
+//! does not: generic netlink and the `ksmbd_rpc_command` layout (the daemon's `ipc`), and
+//! DCE/RPC ([`super::pipe`]).
 //!
 //! What the kernel sends (transport_ipc.c, mgmt/user_session.c, smb2pdu.c in 6.12):
 //! - `handle` is the pipe id, also the SMB2 VolatileFileId of the open; ids come from one
@@ -24,7 +25,7 @@
 //!   STATUS_INVALID_PARAMETER) and keeps only min(4096, MaxOutputResponse) bytes of it.
 
 use super::pipe::{PipeError, Pipes};
-use super::{PipeName, RpcContext};
+use super::{Context, PipeName};
 
 /// Request flag bits.
 pub mod flags {
@@ -61,8 +62,6 @@ pub mod status {
 /// The most payload the kernel takes or forwards in one pipe operation
 /// (`KSMBD_IPC_MAX_PAYLOAD`); reads and transceives return at most this much.
 pub const MAX_PAYLOAD: usize = 4096;
-/// `sizeof(struct ksmbd_rpc_command)` without its payload: handle, flags, payload_sz.
-pub const COMMAND_HEADER_LEN: usize = 12;
 
 /// The pipe operation a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,48 +163,6 @@ impl PipeError {
     }
 }
 
-/// A KSMBD_EVENT_RPC_REQUEST's `struct ksmbd_rpc_command`, borrowed from the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RpcRequest<'a> {
-    pub handle: u32,
-    pub flags: u32,
-    pub payload: &'a [u8],
-}
-
-/// Why a KSMBD_EVENT_RPC_REQUEST attribute could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    #[error("the RPC request is {0} bytes, shorter than its 12-byte header")]
-    Short(usize),
-    #[error("the RPC request says its payload is {said} bytes but {have} follow the header")]
-    PayloadSize { said: u32, have: usize },
-}
-
-impl<'a> RpcRequest<'a> {
-    /// Reads the attribute's bytes (native byte order: the kernel and the daemon share a
-    /// machine). Bytes after the payload are ignored: the kernel adds one.
-    pub fn parse(bytes: &'a [u8]) -> Result<RpcRequest<'a>, CommandError> {
-        let word = |at: usize| {
-            bytes
-                .get(at..at + 4)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_ne_bytes)
-                .ok_or(CommandError::Short(bytes.len()))
-        };
-        let (handle, flags, said) = (word(0)?, word(4)?, word(8)?);
-        let have = bytes.len().saturating_sub(COMMAND_HEADER_LEN);
-        let payload = usize::try_from(said)
-            .ok()
-            .and_then(|n| bytes.get(COMMAND_HEADER_LEN..COMMAND_HEADER_LEN.checked_add(n)?))
-            .ok_or(CommandError::PayloadSize { said, have })?;
-        Ok(RpcRequest {
-            handle,
-            flags,
-            payload,
-        })
-    }
-}
-
 /// The answer to one request: a status and the bytes a read or transceive returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcReply {
@@ -220,31 +177,12 @@ impl RpcReply {
             payload: Vec::new(),
         }
     }
-
-    /// The KSMBD_EVENT_RPC_RESPONSE attribute for `handle`: handle, status (in the flags
-    /// field), payload_sz, payload.
-    pub fn encode(&self, handle: u32) -> Vec<u8> {
-        let mut out = Vec::with_capacity(COMMAND_HEADER_LEN + self.payload.len());
-        out.extend_from_slice(&handle.to_ne_bytes());
-        out.extend_from_slice(&self.status.to_ne_bytes());
-        // Payloads are at most MAX_PAYLOAD bytes.
-        let len = u32::try_from(self.payload.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_ne_bytes());
-        out.extend_from_slice(&self.payload);
-        out
-    }
 }
 
 impl Pipes {
     /// Answers one KSMBD_EVENT_RPC_REQUEST: decodes `flags`, runs the operation on `handle`
     /// and returns the reply. Never fails: every error becomes a status (and a log line).
-    pub fn dispatch(
-        &mut self,
-        handle: u32,
-        flags: u32,
-        payload: &[u8],
-        ctx: &RpcContext<'_>,
-    ) -> RpcReply {
+    pub fn dispatch(&mut self, handle: u32, flags: u32, payload: &[u8], ctx: &Context) -> RpcReply {
         match RpcCommand::from_flags(flags) {
             Ok(cmd) => self.execute(handle, &cmd, payload, ctx),
             Err(e) => {
@@ -255,13 +193,13 @@ impl Pipes {
     }
 
     /// Runs an already decoded request (for a daemon that looks at
-    /// [`RpcCommand::restricted`] to choose the [`RpcContext`]).
+    /// [`RpcCommand::restricted`] to choose the [`Context`]).
     pub fn execute(
         &mut self,
         handle: u32,
         cmd: &RpcCommand,
         payload: &[u8],
-        ctx: &RpcContext<'_>,
+        ctx: &Context,
     ) -> RpcReply {
         let outcome = match (cmd.op, cmd.pipe) {
             (RpcOp::Open, Some(pipe)) => self.open(handle, pipe).map(|()| Vec::new()),
@@ -350,36 +288,5 @@ mod tests {
             FlagsError::Lanman(0x111).ksmbd_status(),
             status::ENOTIMPLEMENTED
         );
-    }
-
-    #[test]
-    fn command_layout() {
-        let mut msg = Vec::new();
-        for word in [7u32, 0x22, 3] {
-            msg.extend_from_slice(&word.to_ne_bytes());
-        }
-        msg.extend_from_slice(&[1, 2, 3, 0]);
-        let req = RpcRequest::parse(&msg).unwrap();
-        assert_eq!(
-            (req.handle, req.flags, req.payload),
-            (7, 0x22, &[1u8, 2, 3][..])
-        );
-        assert_eq!(RpcRequest::parse(&msg[..11]), Err(CommandError::Short(11)));
-        msg[8] = 9;
-        assert_eq!(
-            RpcRequest::parse(&msg),
-            Err(CommandError::PayloadSize { said: 9, have: 4 })
-        );
-
-        let reply = RpcReply {
-            status: status::OK,
-            payload: vec![9, 8],
-        };
-        let bytes = reply.encode(7);
-        assert_eq!(bytes.len(), COMMAND_HEADER_LEN + 2);
-        assert_eq!(&bytes[0..4], &7u32.to_ne_bytes());
-        assert_eq!(&bytes[4..8], &0u32.to_ne_bytes());
-        assert_eq!(&bytes[8..12], &2u32.to_ne_bytes());
-        assert_eq!(&bytes[12..], &[9, 8]);
     }
 }

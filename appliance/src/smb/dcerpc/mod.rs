@@ -7,15 +7,15 @@
 //! (C706, MS-RPCE) with NDR 2.0 stubs. This module is the whole server side of that, pure
 //! (no I/O, no clock): [`Pipes`] keeps one association per pipe handle and turns the bytes a
 //! client writes into the bytes it reads back; [`ksmbd`] maps the KSMBD_RPC_* flags and
-//! statuses and the `ksmbd_rpc_command` layout, so the daemon's netlink code stays a thin
-//! shell around [`Pipes::dispatch`].
+//! statuses, so the daemon's netlink code stays a thin
+//! shell around [`handle_ksmbd`].
 //!
 //! What lives here: PDUs ([`pdu`]), NDR ([`ndr`]), the association state machine with
 //! fragment reassembly and splitting ([`pipe`]), and the calls: srvsvc NetrShareEnum (opnum
 //! 15, Samba's NetShareEnumAll), NetrShareGetInfo (16), NetrServerGetInfo (21) and
 //! NetrShareEnumSticky (36) in [`srvsvc`], wkssvc NetrWkstaGetInfo (0) in [`wkssvc`]. What
 //! does not: which shares a session may see and what the server is called (the daemon
-//! decides and passes them in an [`RpcContext`]), netlink, and authentication (none is
+//! decides and passes them in a [`Context`]), netlink, and authentication (none is
 //! negotiated: a PDU with an auth trailer is refused). samr and lsarpc pipes open and answer
 //! binds, but serve no interface, so clients get a clean rejection.
 //!
@@ -123,12 +123,26 @@ pub struct ServerInfo {
 }
 
 /// What the calls answer from: the daemon builds it for each request.
-#[derive(Debug, Clone, Copy)]
-pub struct RpcContext<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub server: ServerInfo,
     /// The shares this client may see, in listing order; the daemon has already left out
     /// the ones that are not browseable or not visible to the session (ksmbd tells which
     /// sessions are guests through [`RpcCommand::restricted`]). Include IPC$: clients list
     /// it, and Windows shows it as a special share.
-    pub shares: &'a [ShareListing],
-    pub server: &'a ServerInfo,
+    pub shares: Vec<ShareListing>,
+}
+
+/// Answers one KSMBD_EVENT_RPC_REQUEST (the `handle`, `flags` and payload of its
+/// `ksmbd_rpc_command`) with the status and payload of the KSMBD_EVENT_RPC_RESPONSE; see
+/// [`Pipes::dispatch`].
+pub fn handle_ksmbd(
+    pipes: &mut Pipes,
+    handle: u32,
+    flags: u32,
+    payload: &[u8],
+    ctx: &Context,
+) -> (u32, Vec<u8>) {
+    let reply = pipes.dispatch(handle, flags, payload, ctx);
+    (reply.status, reply.payload)
 }

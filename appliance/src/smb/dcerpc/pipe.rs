@@ -33,7 +33,7 @@ use super::pdu::{
     self, fault, feature, nak, pfc, ptype, result, Bind, BindAck, ContextElem, ContextResult,
     Header, Request, SyntaxId, CALL_HEADER_LEN, HEADER_LEN, MAX_FRAG_IN,
 };
-use super::{srvsvc, wkssvc, PipeName, RpcContext};
+use super::{srvsvc, wkssvc, Context, PipeName};
 
 /// Why a call produced no response stub.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,7 @@ impl Interface {
         }
     }
 
-    fn call(self, opnum: u16, stub: &[u8], ctx: &RpcContext<'_>) -> Result<Vec<u8>, CallError> {
+    fn call(self, opnum: u16, stub: &[u8], ctx: &Context) -> Result<Vec<u8>, CallError> {
         match self {
             Interface::Srvsvc => srvsvc::call(opnum, stub, ctx),
             Interface::Wkssvc => wkssvc::call(opnum, stub, ctx),
@@ -148,6 +148,13 @@ pub struct Pipes {
     next_assoc_group: u32,
 }
 
+impl Default for Pipes {
+    /// No pipes open, the default [`Limits`].
+    fn default() -> Self {
+        Pipes::new(Limits::default())
+    }
+}
+
 impl Pipes {
     pub fn new(limits: Limits) -> Self {
         Pipes {
@@ -203,12 +210,7 @@ impl Pipes {
 
     /// Takes the bytes a client wrote: PDUs are processed as soon as they are complete (one
     /// write may hold several, or part of one), and their answers queue for reading.
-    pub fn write(
-        &mut self,
-        handle: u32,
-        bytes: &[u8],
-        ctx: &RpcContext<'_>,
-    ) -> Result<(), PipeError> {
+    pub fn write(&mut self, handle: u32, bytes: &[u8], ctx: &Context) -> Result<(), PipeError> {
         let pipe = self
             .pipes
             .get_mut(&handle)
@@ -231,7 +233,7 @@ impl Pipes {
         handle: u32,
         bytes: &[u8],
         max: usize,
-        ctx: &RpcContext<'_>,
+        ctx: &Context,
     ) -> Result<Vec<u8>, PipeError> {
         self.write(handle, bytes, ctx)?;
         self.read(handle, max)
@@ -308,7 +310,7 @@ impl Pipe {
     fn write(
         &mut self,
         bytes: &[u8],
-        ctx: &RpcContext<'_>,
+        ctx: &Context,
         limits: &Limits,
         next_group: &mut u32,
     ) -> Result<(), PipeError> {
@@ -392,7 +394,7 @@ impl Pipe {
         &mut self,
         h: &Header,
         bytes: &[u8],
-        ctx: &RpcContext<'_>,
+        ctx: &Context,
         limits: &Limits,
         next_group: &mut u32,
     ) {
@@ -557,7 +559,7 @@ impl Pipe {
         }
     }
 
-    fn request(&mut self, h: &Header, bytes: &[u8], ctx: &RpcContext<'_>, limits: &Limits) {
+    fn request(&mut self, h: &Header, bytes: &[u8], ctx: &Context, limits: &Limits) {
         let State::Bound(assoc) = &mut self.state else {
             return;
         };
@@ -570,7 +572,7 @@ impl Pipe {
     }
 
     /// Runs a reassembled call and queues its response or fault.
-    fn execute(&mut self, call: &Partial, frag: usize, ctx: &RpcContext<'_>, limits: &Limits) {
+    fn execute(&mut self, call: &Partial, frag: usize, ctx: &Context, limits: &Limits) {
         match call.interface.call(call.opnum, &call.stub, ctx) {
             Ok(stub) => self.respond(call, &stub, frag, limits),
             Err(CallError::UnknownOpnum(opnum)) => {

@@ -7,7 +7,7 @@
 //! top-level parameter's pointees follow it, embedded pointees after the structure or array
 //! that holds them). What does not: every other opnum (they get the fault
 //! `nca_s_op_rng_error` from [`super::pipe`]), and where the answers come from (the
-//! [`RpcContext`] the daemon passes).
+//! [`Context`] the daemon passes).
 //!
 //! Levels: shares are described at levels 0, 1 and 501 (and 1005 for NetrShareGetInfo);
 //! levels 2, 502 and 503 carry paths and permissions, which Windows gives administrators only,
@@ -17,7 +17,7 @@
 use super::ndr::{NdrError, Reader, Writer};
 use super::pdu::SyntaxId;
 use super::pipe::CallError;
-use super::{RpcContext, ShareKind, ShareListing};
+use super::{Context, ShareKind, ShareListing};
 
 /// The interface's syntax id.
 pub const SYNTAX: SyntaxId = SyntaxId::new(0x4b324fc8_1670_01d3_1278_5a47bf6ee188, 3, 0);
@@ -59,19 +59,19 @@ const SERVER_INFO_ARMS: [u32; 51] = [
 const ADMIN_SHARE_LEVELS: [u32; 3] = [2, 502, 503];
 
 /// Runs one srvsvc call on its request stub and returns the response stub.
-pub fn call(opnum: u16, stub: &[u8], ctx: &RpcContext<'_>) -> Result<Vec<u8>, CallError> {
+pub fn call(opnum: u16, stub: &[u8], ctx: &Context) -> Result<Vec<u8>, CallError> {
     match opnum {
         OP_SHARE_ENUM => Ok(share_enum(&EnumRequest::decode(stub)?, ctx, false)),
         OP_SHARE_ENUM_STICKY => Ok(share_enum(&EnumRequest::decode(stub)?, ctx, true)),
         OP_SHARE_GET_INFO => Ok(share_get_info(&GetInfoRequest::decode(stub)?, ctx)),
-        OP_SERVER_GET_INFO => Ok(server_get_info(&ServerGetInfoRequest::decode(stub)?, ctx)),
+        OP_SERVER_GET_INFO => Ok(server_get_info(&LevelRequest::decode(stub)?, ctx)),
         _ => Err(CallError::UnknownOpnum(opnum)),
     }
 }
 
 /// `[in, string, unique] SRVSVC_HANDLE ServerName`: read and ignored (the client names this
 /// server, by NetBIOS name or address).
-pub(crate) fn skip_server_name(r: &mut Reader<'_>) -> Result<(), NdrError> {
+fn skip_server_name(r: &mut Reader<'_>) -> Result<(), NdrError> {
     if r.pointer()? {
         r.string()?;
     }
@@ -188,7 +188,7 @@ fn share_strings(w: &mut Writer, level: u32, share: &ShareListing) {
     }
 }
 
-fn share_enum(req: &EnumRequest, ctx: &RpcContext<'_>, sticky: bool) -> Vec<u8> {
+fn share_enum(req: &EnumRequest, ctx: &Context, sticky: bool) -> Vec<u8> {
     // Sticky shares are the persistent ones: the configured disk shares, not IPC$.
     let shares: Vec<&ShareListing> = ctx
         .shares
@@ -291,7 +291,7 @@ fn empty_union(w: &mut Writer, level: u32, arms: &[u32]) {
     }
 }
 
-fn share_get_info(req: &GetInfoRequest, ctx: &RpcContext<'_>) -> Vec<u8> {
+fn share_get_info(req: &GetInfoRequest, ctx: &Context) -> Vec<u8> {
     let mut w = Writer::new();
     let wanted = req.net_name.to_lowercase();
     let share = ctx.shares.iter().find(|s| s.name.to_lowercase() == wanted);
@@ -327,22 +327,23 @@ fn share_get_info(req: &GetInfoRequest, ctx: &RpcContext<'_>) -> Vec<u8> {
     w.into_bytes()
 }
 
-/// The input of NetrServerGetInfo.
+/// The input of NetrServerGetInfo, and of wkssvc's NetrWkstaGetInfo, which is laid out the
+/// same: the server name, then the level.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerGetInfoRequest {
+pub struct LevelRequest {
     pub level: u32,
 }
 
-impl ServerGetInfoRequest {
-    pub fn decode(stub: &[u8]) -> Result<ServerGetInfoRequest, NdrError> {
+impl LevelRequest {
+    pub fn decode(stub: &[u8]) -> Result<LevelRequest, NdrError> {
         let mut r = Reader::new(stub);
         skip_server_name(&mut r)?;
-        Ok(ServerGetInfoRequest { level: r.u32()? })
+        Ok(LevelRequest { level: r.u32()? })
     }
 }
 
-fn server_get_info(req: &ServerGetInfoRequest, ctx: &RpcContext<'_>) -> Vec<u8> {
-    let server = ctx.server;
+fn server_get_info(req: &LevelRequest, ctx: &Context) -> Vec<u8> {
+    let server = &ctx.server;
     let mut w = Writer::new();
     let status = match req.level {
         100 => {

@@ -19,58 +19,44 @@ use super::pdu::{self, fault, nak, pfc, ptype, Header};
 use super::*;
 
 /// The share list and server the golden vectors were made with.
-struct Fixture {
-    shares: Vec<ShareListing>,
-    server: ServerInfo,
+fn fixture() -> Context {
+    fixture_with(0)
 }
 
-impl Fixture {
-    fn new() -> Self {
-        Fixture::with_extra_shares(0)
+/// The three shares of [`fixture`] plus `n` more with non-ASCII comments.
+fn fixture_with(n: usize) -> Context {
+    let mut shares = vec![
+        ShareListing {
+            name: "IPC$".into(),
+            comment: "IPC Service (Tank)".into(),
+            kind: ShareKind::Ipc,
+        },
+        ShareListing {
+            name: "media".into(),
+            comment: "Films and music".into(),
+            kind: ShareKind::Disk,
+        },
+        ShareListing {
+            name: "backup".into(),
+            comment: String::new(),
+            kind: ShareKind::Disk,
+        },
+    ];
+    for i in 0..n {
+        shares.push(ShareListing {
+            name: format!("share{i:03}"),
+            comment: format!("Dataset number {i} — ünïcödé"),
+            kind: ShareKind::Disk,
+        });
     }
-
-    /// The three base shares plus `n` more with non-ASCII comments.
-    fn with_extra_shares(n: usize) -> Self {
-        let mut shares = vec![
-            ShareListing {
-                name: "IPC$".into(),
-                comment: "IPC Service (Tank)".into(),
-                kind: ShareKind::Ipc,
-            },
-            ShareListing {
-                name: "media".into(),
-                comment: "Films and music".into(),
-                kind: ShareKind::Disk,
-            },
-            ShareListing {
-                name: "backup".into(),
-                comment: String::new(),
-                kind: ShareKind::Disk,
-            },
-        ];
-        for i in 0..n {
-            shares.push(ShareListing {
-                name: format!("share{i:03}"),
-                comment: format!("Dataset number {i} — ünïcödé"),
-                kind: ShareKind::Disk,
-            });
-        }
-        Fixture {
-            shares,
-            server: ServerInfo {
-                name: "TANK".into(),
-                workgroup: "WORKGROUP".into(),
-                comment: "Tank NAS".into(),
-                version: (6, 1),
-            },
-        }
-    }
-
-    fn ctx(&self) -> RpcContext<'_> {
-        RpcContext {
-            shares: &self.shares,
-            server: &self.server,
-        }
+    Context {
+        shares,
+        server: ServerInfo {
+            name: "TANK".into(),
+            workgroup: "WORKGROUP".into(),
+            comment: "Tank NAS".into(),
+            version: (6, 1),
+        },
     }
 }
 
@@ -122,8 +108,10 @@ fn golden_request(name: &str, exchange: usize, i: usize) -> Vec<u8> {
     hex(GOLDEN.iter().find(|g| g.name == name).unwrap().exchanges[exchange].0[i])
 }
 
-fn run_golden(g: &Golden, split: impl Fn(&[u8]) -> Vec<Vec<u8>>) -> Vec<Vec<String>> {
-    let fixture = Fixture::new();
+/// Runs a golden scenario, writing each exchange's PDUs as `writes` cuts them, and returns
+/// the fragments each exchange queued, in hex.
+fn run_golden(g: &Golden, writes: impl Fn(&[Vec<u8>]) -> Vec<Vec<u8>>) -> Vec<Vec<String>> {
+    let fixture = fixture();
     let limits = Limits {
         response_fragment: g.response_fragment,
         ..Limits::default()
@@ -131,10 +119,10 @@ fn run_golden(g: &Golden, split: impl Fn(&[u8]) -> Vec<Vec<u8>>) -> Vec<Vec<Stri
     let mut pipes = Pipes::new(limits);
     pipes.open(1, g.pipe).unwrap();
     let mut got = Vec::new();
-    for (writes, _) in g.exchanges {
-        let bytes: Vec<u8> = writes.iter().flat_map(|w| hex(w)).collect();
-        for chunk in split(&bytes) {
-            pipes.write(1, &chunk, &fixture.ctx()).unwrap();
+    for (pdus, _) in g.exchanges {
+        let pdus: Vec<Vec<u8>> = pdus.iter().map(|p| hex(p)).collect();
+        for chunk in writes(&pdus) {
+            pipes.write(1, &chunk, &fixture).unwrap();
         }
         got.push(drain(&mut pipes, 1).iter().map(|f| to_hex(f)).collect());
     }
@@ -144,35 +132,28 @@ fn run_golden(g: &Golden, split: impl Fn(&[u8]) -> Vec<Vec<u8>>) -> Vec<Vec<Stri
 #[test]
 fn golden_vectors() {
     for g in GOLDEN {
-        // As the client sent them: one PDU per write.
-        let fixture = Fixture::new();
-        let limits = Limits {
-            response_fragment: g.response_fragment,
-            ..Limits::default()
-        };
-        let mut pipes = Pipes::new(limits);
-        pipes.open(1, g.pipe).unwrap();
-        for (writes, expected) in g.exchanges {
-            for w in writes.iter() {
-                pipes.write(1, &hex(w), &fixture.ctx()).unwrap();
-            }
-            let got: Vec<String> = drain(&mut pipes, 1).iter().map(|f| to_hex(f)).collect();
-            assert_eq!(got, *expected, "golden scenario {}", g.name);
-        }
         let expected: Vec<Vec<String>> = g
             .exchanges
             .iter()
             .map(|(_, e)| e.iter().map(|s| s.to_string()).collect())
             .collect();
-        // A pipe is a byte stream: the same bytes split anyhow give the same answers.
-        let bytewise = run_golden(g, |b| b.chunks(1).map(<[u8]>::to_vec).collect());
-        assert_eq!(
-            bytewise, expected,
-            "golden scenario {} written byte by byte",
-            g.name
-        );
-        let odd = run_golden(g, |b| b.chunks(7).map(<[u8]>::to_vec).collect());
-        assert_eq!(odd, expected, "golden scenario {} in 7-byte writes", g.name);
+        // As the client sent them: one PDU per write.
+        let as_sent = run_golden(g, <[Vec<u8>]>::to_vec);
+        assert_eq!(as_sent, expected, "golden scenario {}", g.name);
+        // A pipe is a byte stream: the same bytes cut anyhow give the same answers.
+        let cut = |n: usize| {
+            move |pdus: &[Vec<u8>]| -> Vec<Vec<u8>> {
+                pdus.concat().chunks(n).map(<[u8]>::to_vec).collect()
+            }
+        };
+        for n in [1, 7, 4096] {
+            assert_eq!(
+                run_golden(g, cut(n)),
+                expected,
+                "{} in {n}-byte writes",
+                g.name
+            );
+        }
     }
 }
 
@@ -195,13 +176,13 @@ fn golden_responses_are_well_formed() {
 }
 
 /// A pipe bound to srvsvc (or wkssvc) with the BIND_ACK read.
-fn bound(pipes: &mut Pipes, handle: u32, pipe: PipeName, fixture: &Fixture) {
+fn bound(pipes: &mut Pipes, handle: u32, pipe: PipeName, fixture: &Context) {
     pipes.open(handle, pipe).unwrap();
     let bind = match pipe {
         PipeName::Wkssvc => golden_request("bind_wkssvc", 0, 0),
         _ => hex(BIND_SRVSVC),
     };
-    pipes.write(handle, &bind, &fixture.ctx()).unwrap();
+    pipes.write(handle, &bind, &fixture).unwrap();
     let ack = drain(pipes, handle);
     assert_eq!(ack.len(), 1);
     assert_eq!(ack[0][2], ptype::BIND_ACK);
@@ -235,14 +216,14 @@ fn reassemble(frags: &[Vec<u8>], max_frag: usize) -> Vec<u8> {
 
 #[test]
 fn large_listings_are_split_into_fragments_of_1024_bytes() {
-    let fixture = Fixture::with_extra_shares(200);
+    let fixture = fixture_with(200);
     let mut pipes = Pipes::new(Limits::default());
     bound(&mut pipes, 1, PipeName::Srvsvc, &fixture);
-    pipes.write(1, &hex(ENUM1), &fixture.ctx()).unwrap();
+    pipes.write(1, &hex(ENUM1), &fixture).unwrap();
     let frags = drain(&mut pipes, 1);
     let stub = reassemble(&frags, 1024);
     let request_stub = &hex(ENUM1)[24..];
-    let direct = srvsvc::call(15, request_stub, &fixture.ctx()).unwrap();
+    let direct = srvsvc::call(15, request_stub, &fixture).unwrap();
     assert_eq!(stub, direct);
     // 203 entries of about 100 bytes: many fragments, each within what Windows' 1024-byte
     // transceive takes.
@@ -257,16 +238,14 @@ fn large_listings_are_split_into_fragments_of_1024_bytes() {
 
 #[test]
 fn transceive_returns_the_first_fragment_and_reads_the_rest() {
-    let fixture = Fixture::with_extra_shares(40);
+    let fixture = fixture_with(40);
     let mut pipes = Pipes::new(Limits::default());
     pipes.open(3, PipeName::Srvsvc).unwrap();
     let ack = pipes
-        .transceive(3, &hex(BIND_SRVSVC), 4096, &fixture.ctx())
+        .transceive(3, &hex(BIND_SRVSVC), 4096, &fixture)
         .unwrap();
     assert_eq!(ack[2], ptype::BIND_ACK);
-    let first = pipes
-        .transceive(3, &hex(ENUM1), 4096, &fixture.ctx())
-        .unwrap();
+    let first = pipes.transceive(3, &hex(ENUM1), 4096, &fixture).unwrap();
     assert_eq!(first.len(), 1024);
     let mut frags = vec![first];
     frags.extend(drain(&mut pipes, 3));
@@ -277,10 +256,10 @@ fn transceive_returns_the_first_fragment_and_reads_the_rest() {
 
 #[test]
 fn a_short_read_leaves_the_rest_of_the_fragment() {
-    let fixture = Fixture::new();
+    let fixture = fixture();
     let mut pipes = Pipes::new(Limits::default());
     pipes.open(1, PipeName::Srvsvc).unwrap();
-    pipes.write(1, &hex(BIND_SRVSVC), &fixture.ctx()).unwrap();
+    pipes.write(1, &hex(BIND_SRVSVC), &fixture).unwrap();
     let head = pipes.read(1, 10).unwrap();
     let tail = pipes.read(1, 4096).unwrap();
     assert_eq!((head.len(), tail.len()), (10, 58));
@@ -291,7 +270,7 @@ fn a_short_read_leaves_the_rest_of_the_fragment() {
 /// Writes PDUs to a fresh srvsvc pipe (after a BIND unless `bind` is false) and returns what
 /// the last write queued, and the pipe.
 fn answer(pdus: &[Vec<u8>], bind: bool) -> (Vec<Vec<u8>>, Pipes) {
-    let fixture = Fixture::new();
+    let fixture = fixture();
     let mut pipes = Pipes::new(Limits::default());
     if bind {
         bound(&mut pipes, 1, PipeName::Srvsvc, &fixture);
@@ -299,15 +278,15 @@ fn answer(pdus: &[Vec<u8>], bind: bool) -> (Vec<Vec<u8>>, Pipes) {
         pipes.open(1, PipeName::Srvsvc).unwrap();
     }
     for p in pdus {
-        pipes.write(1, p, &fixture.ctx()).unwrap();
+        pipes.write(1, p, &fixture).unwrap();
     }
     (drain(&mut pipes, 1), pipes)
 }
 
 fn is_broken(pipes: &mut Pipes) -> bool {
-    let fixture = Fixture::new();
+    let fixture = fixture();
     matches!(
-        pipes.write(1, &hex(ENUM1), &fixture.ctx()),
+        pipes.write(1, &hex(ENUM1), &fixture),
         Err(PipeError::Broken { .. })
     )
 }
@@ -447,11 +426,11 @@ fn fragments_of_enum1() -> Vec<Vec<u8>> {
 
 #[test]
 fn bind_results_per_context() {
-    let fixture = Fixture::new();
+    let fixture = fixture();
     // A srvsvc BIND on the samr pipe: the interface is not served there.
     let mut pipes = Pipes::new(Limits::default());
     pipes.open(1, PipeName::Samr).unwrap();
-    pipes.write(1, &hex(BIND_SRVSVC), &fixture.ctx()).unwrap();
+    pipes.write(1, &hex(BIND_SRVSVC), &fixture).unwrap();
     let ack = drain(&mut pipes, 1).remove(0);
     assert_eq!(ack[2], ptype::BIND_ACK);
     // The secondary address names the samr pipe; the one result is provider_rejection,
@@ -459,7 +438,7 @@ fn bind_results_per_context() {
     assert_eq!(&ack[26..37], b"\\PIPE\\samr\0");
     assert_eq!(&ack[40..48], &[1, 0, 0, 0, 2, 0, 1, 0]);
     // Requests on it fail cleanly.
-    pipes.write(1, &hex(ENUM1), &fixture.ctx()).unwrap();
+    pipes.write(1, &hex(ENUM1), &fixture).unwrap();
     assert_eq!(
         drain(&mut pipes, 1),
         [pdu::fault(2, pfc::DID_NOT_EXECUTE, 0, fault::UNK_IF)]
@@ -470,7 +449,7 @@ fn bind_results_per_context() {
     ndr64_only[52..72].copy_from_slice(&hex("33057171babe37498319b5dbef9ccc3601000000"));
     let mut pipes = Pipes::new(Limits::default());
     pipes.open(1, PipeName::Srvsvc).unwrap();
-    pipes.write(1, &ndr64_only, &fixture.ctx()).unwrap();
+    pipes.write(1, &ndr64_only, &fixture).unwrap();
     let ack = drain(&mut pipes, 1).remove(0);
     assert_eq!(&ack[44..48], &[2, 0, 2, 0]);
 
@@ -479,7 +458,7 @@ fn bind_results_per_context() {
     group[20..24].copy_from_slice(&0x1234_5678u32.to_le_bytes());
     let mut pipes = Pipes::new(Limits::default());
     pipes.open(1, PipeName::Srvsvc).unwrap();
-    pipes.write(1, &group, &fixture.ctx()).unwrap();
+    pipes.write(1, &group, &fixture).unwrap();
     let ack = drain(&mut pipes, 1).remove(0);
     assert_eq!(&ack[20..24], &0x1234_5678u32.to_le_bytes());
 
@@ -495,7 +474,7 @@ fn bind_results_per_context() {
         b[18..20].copy_from_slice(&recv.to_le_bytes());
         let mut pipes = Pipes::new(Limits::default());
         pipes.open(1, PipeName::Srvsvc).unwrap();
-        pipes.write(1, &b, &fixture.ctx()).unwrap();
+        pipes.write(1, &b, &fixture).unwrap();
         let ack = drain(&mut pipes, 1).remove(0);
         assert_eq!(
             &ack[16..20],
@@ -506,7 +485,7 @@ fn bind_results_per_context() {
 
 #[test]
 fn alter_context_outcomes() {
-    let fixture = Fixture::new();
+    let fixture = fixture();
     let alter = golden_request("alter_ctx1", 1, 0);
     // wkssvc is not served on the srvsvc pipe.
     let mut wkssvc = alter.clone();
@@ -529,7 +508,7 @@ fn alter_context_outcomes() {
     let server100 = golden_request("alter_ctx1", 2, 0);
     let mut on_ctx0 = server100.clone();
     on_ctx0[20] = 0;
-    pipes.write(1, &on_ctx0, &fixture.ctx()).unwrap();
+    pipes.write(1, &on_ctx0, &fixture).unwrap();
     assert_eq!(drain(&mut pipes, 1)[0][2], ptype::RESPONSE);
     // An ALTER_CONTEXT before the BIND.
     let (out, _) = answer(&[alter], false);
@@ -538,7 +517,7 @@ fn alter_context_outcomes() {
 
 #[test]
 fn limits_hold() {
-    let fixture = Fixture::new();
+    let fixture = fixture();
     let limits = Limits {
         max_pipes: 2,
         max_write: 100,
@@ -557,18 +536,18 @@ fn limits_hold() {
     pipes.open(2, PipeName::Wkssvc).unwrap();
     assert_eq!(pipes.len(), 2);
     assert_eq!(
-        pipes.write(1, &[0; 101], &fixture.ctx()),
+        pipes.write(1, &[0; 101], &fixture),
         Err(PipeError::WriteTooLarge {
             handle: 1,
             len: 101,
             max: 100
         })
     );
-    pipes.write(1, &hex(BIND_SRVSVC), &fixture.ctx()).unwrap();
+    pipes.write(1, &hex(BIND_SRVSVC), &fixture).unwrap();
     drain(&mut pipes, 1);
     // The 72-byte enum1 stub, in 16-byte fragments, is more than 40 bytes of request.
     for f in fragments_of_enum1() {
-        match pipes.write(1, &f, &fixture.ctx()) {
+        match pipes.write(1, &f, &fixture) {
             Ok(()) | Err(PipeError::Broken { .. }) => {}
             Err(e) => panic!("{e}"),
         }
@@ -578,7 +557,7 @@ fn limits_hold() {
         [pdu::fault(2, 0, 0, fault::REMOTE_NO_MEMORY)]
     );
     assert!(matches!(
-        pipes.write(1, &hex(ENUM1), &fixture.ctx()),
+        pipes.write(1, &hex(ENUM1), &fixture),
         Err(PipeError::Broken { .. })
     ));
 
@@ -589,7 +568,7 @@ fn limits_hold() {
         ..Limits::default()
     });
     bound(&mut pipes, 1, PipeName::Srvsvc, &fixture);
-    pipes.write(1, &hex(ENUM1), &fixture.ctx()).unwrap();
+    pipes.write(1, &hex(ENUM1), &fixture).unwrap();
     assert_eq!(
         drain(&mut pipes, 1),
         [pdu::fault(2, 0, 0, fault::OUT_ARGS_TOO_BIG)]
@@ -598,7 +577,7 @@ fn limits_hold() {
     unknown_op[22] = 99;
     let mut refused = false;
     for _ in 0..10 {
-        match pipes.write(1, &unknown_op, &fixture.ctx()) {
+        match pipes.write(1, &unknown_op, &fixture) {
             Ok(()) => {}
             Err(PipeError::OutputFull { handle: 1, pending }) => {
                 assert!(pending >= 200);
@@ -611,7 +590,7 @@ fn limits_hold() {
     assert!(refused);
     assert!(pipes.buffered(1).unwrap() < 300);
     drain(&mut pipes, 1);
-    pipes.write(1, &unknown_op, &fixture.ctx()).unwrap();
+    pipes.write(1, &unknown_op, &fixture).unwrap();
 
     assert_eq!(pipes.close(1), Ok(()));
     assert_eq!(pipes.close(1), Err(PipeError::UnknownHandle(1)));
@@ -623,48 +602,52 @@ fn limits_hold() {
 fn smbclient_listing_through_dispatch() {
     // What `smbclient -L` makes ksmbd send: OPEN, then transceives (bind, the enumeration),
     // then CLOSE without a pipe bit.
-    let fixture = Fixture::new();
+    let fixture = fixture();
     let mut pipes = Pipes::new(Limits::default());
     let ok = |r: RpcReply| {
         assert_eq!(r.status, ksmbd::status::OK);
         r.payload
     };
-    assert!(ok(pipes.dispatch(5, 0x12, &[], &fixture.ctx())).is_empty());
-    let ack = ok(pipes.dispatch(5, 0x0b, &hex(BIND_SRVSVC), &fixture.ctx()));
+    assert!(ok(pipes.dispatch(5, 0x12, &[], &fixture)).is_empty());
+    let ack = ok(pipes.dispatch(5, 0x0b, &hex(BIND_SRVSVC), &fixture));
     assert_eq!(to_hex(&ack), GOLDEN[0].exchanges[0].1[0]);
-    let listing = ok(pipes.dispatch(5, 0x20b, &hex(ENUM1), &fixture.ctx()));
+    let listing = ok(pipes.dispatch(5, 0x20b, &hex(ENUM1), &fixture));
     assert_eq!([to_hex(&listing).as_str()], golden_answer("enum1", 1));
     // Nothing more to read: an error status, which ksmbd turns into an I/O error.
     assert_eq!(
-        pipes.dispatch(5, 0x43, &[], &fixture.ctx()).status,
+        pipes.dispatch(5, 0x43, &[], &fixture).status,
         ksmbd::status::EBAD_DATA
     );
     assert_eq!(
-        pipes.dispatch(5, 0x80, &[], &fixture.ctx()).status,
+        pipes.dispatch(5, 0x80, &[], &fixture).status,
         ksmbd::status::OK
     );
     assert!(pipes.is_empty());
     assert_eq!(
-        pipes.dispatch(5, 0x22, &hex(ENUM1), &fixture.ctx()).status,
+        pipes.dispatch(5, 0x22, &hex(ENUM1), &fixture).status,
         ksmbd::status::EBAD_FID
     );
     assert_eq!(
-        pipes.dispatch(6, 0x111, &[], &fixture.ctx()).status,
+        pipes.dispatch(6, 0x111, &[], &fixture).status,
         ksmbd::status::ENOTIMPLEMENTED
     );
     assert_eq!(
-        pipes.dispatch(6, 0x4000_0012, &[], &fixture.ctx()).status,
+        pipes.dispatch(6, 0x4000_0012, &[], &fixture).status,
         ksmbd::status::EINVALID_PARAMETER
     );
-    // The reply attribute for the listing.
-    let reply = RpcReply {
-        status: ksmbd::status::OK,
-        payload: listing,
-    };
+    // The entry point the daemon calls gives the same.
+    let mut pipes = Pipes::default();
     assert_eq!(
-        reply.encode(5).len(),
-        12 + golden_answer("enum1", 1)[0].len() / 2
+        handle_ksmbd(&mut pipes, 9, 0x12, &[], &fixture),
+        (0, Vec::new())
     );
+    let (status, ack) = handle_ksmbd(&mut pipes, 9, 0x0b, &hex(BIND_SRVSVC), &fixture);
+    assert_eq!(
+        (status, to_hex(&ack).as_str()),
+        (0, golden_answer("bind_srvsvc", 0)[0])
+    );
+    let (status, body) = handle_ksmbd(&mut pipes, 9, 0x0b, &hex(ENUM1), &fixture);
+    assert_eq!((status, body), (0, listing));
 }
 
 /// A seeded xorshift generator, as the repository's other fuzz tests use.
@@ -684,7 +667,7 @@ impl Rng {
 }
 
 /// Whether `handle` refuses input after a protocol error (an empty write tells).
-fn is_broken_handle(pipes: &mut Pipes, handle: u32, ctx: &RpcContext<'_>) -> bool {
+fn is_broken_handle(pipes: &mut Pipes, handle: u32, ctx: &Context) -> bool {
     matches!(pipes.write(handle, &[], ctx), Err(PipeError::Broken { .. }))
 }
 
@@ -757,8 +740,8 @@ fn check_output(frags: &[Vec<u8>]) {
 
 #[test]
 fn fuzz() {
-    let fixture = Fixture::with_extra_shares(5);
-    let ctx = fixture.ctx();
+    let fixture = fixture_with(5);
+    let ctx = fixture;
     let mut corpus: Vec<Vec<u8>> = GOLDEN
         .iter()
         .flat_map(|g| {
@@ -884,7 +867,6 @@ fn fuzz() {
             Ok(out) => assert!(out.len() >= 8 && out.len() % 4 == 0),
             Err(_) => decoded_errors += 1,
         }
-        let _ = ksmbd::RpcRequest::parse(&stub);
         let _ = RpcCommand::from_flags(rng.next() as u32);
     }
     // The mutations reach both outcomes of the decoders.

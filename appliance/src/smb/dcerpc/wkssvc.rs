@@ -2,15 +2,17 @@
 //! v1.0): NetrWkstaGetInfo (opnum 0), which clients use to learn the server's name, workgroup
 //! and version.
 //!
-//! What lives here: decoding the request and encoding the response at levels 100 and 101
-//! (other levels answer ERROR_INVALID_LEVEL). What does not: the other opnums, which get the
-//! fault `nca_s_op_rng_error` from [`super::pipe`].
+//! What lives here: encoding the response at levels 100 and 101 (other levels answer
+//! ERROR_INVALID_LEVEL); the request (`[in, string, unique] WKSSVC_IDENTIFY_HANDLE
+//! ServerName`, `[in] Level`) is laid out as srvsvc's NetrServerGetInfo and decoded by
+//! [`LevelRequest`]. What does not: the other opnums, which get the fault
+//! `nca_s_op_rng_error` from [`super::pipe`].
 
-use super::ndr::{NdrError, Reader, Writer};
+use super::ndr::Writer;
 use super::pdu::SyntaxId;
 use super::pipe::CallError;
-use super::srvsvc::{skip_server_name, status, PLATFORM_ID_NT};
-use super::RpcContext;
+use super::srvsvc::{status, LevelRequest, PLATFORM_ID_NT};
+use super::Context;
 
 /// The interface's syntax id.
 pub const SYNTAX: SyntaxId = SyntaxId::new(0x6bffd098_a112_3610_9833_46c3f87e345a, 1, 0);
@@ -21,30 +23,15 @@ pub const OP_WKSTA_GET_INFO: u16 = 0;
 const WKSTA_INFO_ARMS: [u32; 7] = [100, 101, 102, 502, 1013, 1018, 1046];
 
 /// Runs one wkssvc call on its request stub and returns the response stub.
-pub fn call(opnum: u16, stub: &[u8], ctx: &RpcContext<'_>) -> Result<Vec<u8>, CallError> {
+pub fn call(opnum: u16, stub: &[u8], ctx: &Context) -> Result<Vec<u8>, CallError> {
     match opnum {
-        OP_WKSTA_GET_INFO => Ok(wksta_get_info(&WkstaGetInfoRequest::decode(stub)?, ctx)),
+        OP_WKSTA_GET_INFO => Ok(wksta_get_info(&LevelRequest::decode(stub)?, ctx)),
         _ => Err(CallError::UnknownOpnum(opnum)),
     }
 }
 
-/// The input of NetrWkstaGetInfo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WkstaGetInfoRequest {
-    pub level: u32,
-}
-
-impl WkstaGetInfoRequest {
-    pub fn decode(stub: &[u8]) -> Result<WkstaGetInfoRequest, NdrError> {
-        let mut r = Reader::new(stub);
-        // `[in, string, unique] WKSSVC_IDENTIFY_HANDLE ServerName`, laid out like srvsvc's.
-        skip_server_name(&mut r)?;
-        Ok(WkstaGetInfoRequest { level: r.u32()? })
-    }
-}
-
-fn wksta_get_info(req: &WkstaGetInfoRequest, ctx: &RpcContext<'_>) -> Vec<u8> {
-    let server = ctx.server;
+fn wksta_get_info(req: &LevelRequest, ctx: &Context) -> Vec<u8> {
+    let server = &ctx.server;
     let mut w = Writer::new();
     let status = match req.level {
         100 | 101 => {
