@@ -182,7 +182,7 @@ fn bound(pipes: &mut Pipes, handle: u32, pipe: PipeName, fixture: &Context) {
         PipeName::Wkssvc => golden_request("bind_wkssvc", 0, 0),
         _ => hex(BIND_SRVSVC),
     };
-    pipes.write(handle, &bind, &fixture).unwrap();
+    pipes.write(handle, &bind, fixture).unwrap();
     let ack = drain(pipes, handle);
     assert_eq!(ack.len(), 1);
     assert_eq!(ack[0][2], ptype::BIND_ACK);
