@@ -27,8 +27,9 @@
 //! subset the five calls need is small enough to write with every length checked, as PID 1
 //! requires.
 
-// The ksmbd daemon beside this module is its only caller, and it comes later; the tests
-// exercise all of it meanwhile.
+// The daemon calls `handle_ksmbd`; the finer API (the per-operation methods, `RpcCommand`
+// for choosing a context by guest status, `buffered`) is there for it to grow into, and the
+// tests exercise all of it.
 #![allow(dead_code, unused_imports)]
 
 pub mod ksmbd;
