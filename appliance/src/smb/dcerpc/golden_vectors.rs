@@ -1,3 +1,6 @@
+// The golden scenarios of the pipe server tests, included by tests.rs (not a module of its
+// own): requests built with impacket, answers from this server checked with impacket and
+// Samba's ndrdump, as that file's doc says.
 /// The golden scenarios (see the module doc for how they were checked).
 const GOLDEN: &[Golden] = &[
     Golden {
