@@ -24,7 +24,7 @@ pub fn boot_disk(disks: &[String]) -> Option<String> {
 }
 
 /// Mounts efivarfs on an EFI machine, once (the kernel loads the module on request).
-fn mount_efivarfs() {
+pub fn mount_efivarfs() {
     let dir = Path::new(EFIVARS);
     if !Path::new("/sys/firmware/efi").exists() || !dir.exists() {
         return;
@@ -79,6 +79,11 @@ pub fn guid_bytes(text: &str) -> Option<[u8; 16]> {
 
 /// Whether the GPT on `dev` (512-byte or 4096-byte sectors) has a partition with `guid`.
 pub fn disk_has_partition(dev: &Path, guid: &[u8; 16]) -> std::io::Result<bool> {
+    Ok(partition_number(dev, guid)?.is_some())
+}
+
+/// The number (1-based, as in `sda1`) of the partition with `guid` in the GPT on `dev`.
+pub fn partition_number(dev: &Path, guid: &[u8; 16]) -> std::io::Result<Option<u32>> {
     let mut f = std::fs::File::open(dev)?;
     for sector in [512u64, 4096] {
         let mut header = [0u8; 92];
@@ -95,14 +100,14 @@ pub fn disk_has_partition(dev: &Path, guid: &[u8; 16]) -> std::io::Result<bool> 
         let mut entries = vec![0u8; count as usize * size as usize];
         f.seek(SeekFrom::Start(entries_lba.saturating_mul(sector)))?;
         f.read_exact(&mut entries)?;
-        if entries
+        if let Some(i) = entries
             .chunks_exact(size as usize)
-            .any(|e| e[16..32] == guid[..])
+            .position(|e| e[16..32] == guid[..])
         {
-            return Ok(true);
+            return Ok(Some(i as u32 + 1));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -143,6 +148,7 @@ mod tests {
         image[1024 + 128 + 16..1024 + 128 + 32].copy_from_slice(&part);
         std::fs::write(&path, &image).unwrap();
         assert!(disk_has_partition(&path, &part).unwrap());
+        assert_eq!(partition_number(&path, &part).unwrap(), Some(2));
         let other = guid_bytes("11111111-2222-3333-4444-555555555556").unwrap();
         assert!(!disk_has_partition(&path, &other).unwrap());
         std::fs::write(&path, vec![0u8; 8192]).unwrap();
