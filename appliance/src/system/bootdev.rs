@@ -33,15 +33,7 @@ pub fn mount_efivarfs() {
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
     if !mounted {
-        if let Err(e) = rustix::mount::mount(
-            "efivarfs",
-            dir,
-            "efivarfs",
-            rustix::mount::MountFlags::NOSUID
-                | rustix::mount::MountFlags::NODEV
-                | rustix::mount::MountFlags::NOEXEC,
-            None,
-        ) {
+        if let Err(e) = mount_noexec("efivarfs", dir, "efivarfs") {
             log::warn!("cannot mount efivarfs: {e}; the boot device cannot be recognised");
         }
     }
@@ -49,16 +41,35 @@ pub fn mount_efivarfs() {
 
 const EFIVARS: &str = "/sys/firmware/efi/efivars";
 
+/// Mounts `source` on `dir` as `fstype`, read-write, with no set-uid, device files or programs.
+pub fn mount_noexec(source: impl AsRef<Path>, dir: &Path, fstype: &str) -> rustix::io::Result<()> {
+    rustix::mount::mount(
+        source.as_ref(),
+        dir,
+        fstype,
+        rustix::mount::MountFlags::NOSUID
+            | rustix::mount::MountFlags::NODEV
+            | rustix::mount::MountFlags::NOEXEC,
+        None,
+    )
+}
+
 /// An efivarfs file: 4 bytes of attributes, then the value; here a UTF-16LE GUID string.
 /// Returns the GUID as its 16 on-disk bytes (GPT's mixed-endian layout).
 pub fn parse_efivar_guid(raw: &[u8]) -> Option<[u8; 16]> {
+    guid_bytes(&parse_efivar_string(raw)?)
+}
+
+/// An efivarfs file holding a UTF-16LE string (NUL-terminated or not) after its 4 bytes of
+/// attributes; `None` if it is short, empty or not UTF-16.
+pub fn parse_efivar_string(raw: &[u8]) -> Option<String> {
     let units: Vec<u16> = raw
         .get(4..)?
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))
         .take_while(|&u| u != 0)
         .collect();
-    guid_bytes(&String::from_utf16(&units).ok()?)
+    String::from_utf16(&units).ok().filter(|s| !s.is_empty())
 }
 
 /// `0FC63DAF-8483-4772-8E79-3D69D8477DE4` → on-disk bytes (first three fields little-endian).

@@ -223,16 +223,7 @@ fn settle(status: SlotStatus, pool_ok: bool) -> Result<SlotStatus, String> {
     let part = wait_for_esp()?;
     let mount = Path::new(ESP_MOUNT);
     std::fs::create_dir_all(mount).map_err(|e| format!("cannot create {ESP_MOUNT}: {e}"))?;
-    rustix::mount::mount(
-        &part,
-        mount,
-        "vfat",
-        rustix::mount::MountFlags::NOSUID
-            | rustix::mount::MountFlags::NODEV
-            | rustix::mount::MountFlags::NOEXEC,
-        None,
-    )
-    .map_err(|e| {
+    bootdev::mount_noexec(&part, mount, "vfat").map_err(|e| {
         format!(
             "cannot mount the EFI System Partition {}: {e}",
             part.display()
@@ -357,23 +348,13 @@ fn efivar_path(name: &str) -> PathBuf {
 
 /// A boot loader string variable (UTF-16LE after 4 bytes of attributes).
 fn efivar_string(name: &str) -> Option<String> {
-    parse_efivar_string(&std::fs::read(efivar_path(name)).ok()?)
-}
-
-/// Decodes an efivarfs file holding a UTF-16LE string, NUL-terminated or not.
-pub fn parse_efivar_string(raw: &[u8]) -> Option<String> {
-    let units: Vec<u16> = raw
-        .get(4..)?
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .take_while(|&u| u != 0)
-        .collect();
-    String::from_utf16(&units).ok().filter(|s| !s.is_empty())
+    bootdev::parse_efivar_string(&std::fs::read(efivar_path(name)).ok()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::system::bootdev::parse_efivar_string;
 
     fn efivar(text: &str) -> Vec<u8> {
         let mut raw = vec![6, 0, 0, 0];
