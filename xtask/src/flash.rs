@@ -219,6 +219,14 @@ pub fn inspect(path: &Path) -> Result<Target> {
                 })
                 .unwrap_or_default();
         }
+        // A loop device is confirmed with its backing file's name.
+        let backing = sysfs_text(&sys.join("loop/backing_file"));
+        if model.is_empty() && serial.is_empty() && !backing.is_empty() {
+            serial = Path::new(&backing)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
         // The disk and its partitions: mounted, swap, or held by device-mapper or md.
         let mut devs = vec![(name.clone(), sysfs_text(&sys.join("dev")))];
         for part in fs::read_dir(&sys).into_iter().flatten().flatten() {
@@ -265,10 +273,16 @@ pub fn inspect(path: &Path) -> Result<Target> {
         let size = meta.len();
         (size, vec![name], format!("image file, {size} bytes"))
     };
-    let mut head = vec![0u8; PROBE_BYTES.min(size as usize)];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    // A device in use is refused whatever it holds; it is not even read.
+    let contents = if busy.is_empty() {
+        let mut head = vec![0u8; PROBE_BYTES.min(size as usize)];
+        fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        probe(&head)
+    } else {
+        Contents::Data(vec!["data in use".into()])
+    };
     Ok(Target {
         path: path.to_owned(),
         is_block,
@@ -277,7 +291,7 @@ pub fn inspect(path: &Path) -> Result<Target> {
         confirm_words,
         description,
         busy,
-        contents: probe(&head),
+        contents,
     })
 }
 
