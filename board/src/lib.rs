@@ -15,6 +15,9 @@ pub const KERNEL_SOURCES: &[&str] = &[
 /// The kernel meta package: resolved at build time to its current `linux-image-6.12.*` package.
 pub const KERNEL_PACKAGE: &str = "linux-image-amd64";
 
+/// The UEFI boot loader's package (systemd-boot), from the same suites as the kernel.
+pub const BOOTLOADER_PACKAGE: &str = "systemd-boot-efi";
+
 /// How QEMU presents the board's data disks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiskBus {
@@ -89,6 +92,11 @@ const COMMON_ON_DEMAND: &[&str] = &[
     "fs-btrfs",
     // The boot loader's EFI variables (which disk is the boot device).
     "fs-efivarfs",
+    // The EFI System Partition (FAT32), mounted to mark a boot slot good; the kernel's
+    // defaults are codepage 437 and iocharset ascii (CONFIG_FAT_DEFAULT_*).
+    "fs-vfat",
+    "nls_cp437",
+    "nls_ascii",
 ];
 
 pub const QEMU_X86_64: Board = Board {

@@ -9,6 +9,8 @@
 //! out_dir/initramfs.img   zstd-compressed cpio newc archive
 //! out_dir/cmdline         the board's kernel command line, one line
 //! out_dir/manifest.json   what went in, with sizes and sha256 (no timestamps)
+//! out_dir/tank-<version>-<board>.img      the flashable GPT/UEFI disk image (crate::disk)
+//! out_dir/tank-<version>-<board>.tar.gz   the release bundle (crate::bundle)
 //! ```
 //!
 //! The initramfs holds `/init` (the init binary), `/sbin/modprobe` (a symlink to `/init`, so the
@@ -26,7 +28,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::bundle::BundleError;
 use crate::cpio::{Archive, CpioError};
+use crate::disk::DiskError;
 use crate::kernel::{self, FetchError, KernelPackage};
 use crate::modules::{read_module_bytes, Closure, ClosureError, IndexError, ModuleIndex};
 
@@ -34,7 +38,7 @@ use crate::modules::{read_module_bytes, Closure, ClosureError, IndexError, Modul
 pub const ZSTD_LEVEL: i32 = 19;
 
 /// Bumped when the manifest's shape changes.
-pub const MANIFEST_FORMAT: u32 = 1;
+pub const MANIFEST_FORMAT: u32 = 2;
 
 /// What to build.
 pub struct BuildRequest<'a> {
@@ -70,6 +74,10 @@ pub enum BuildError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read `{path}`: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
     #[error("`{path}` is not a valid manifest: {source}; build the image again")]
     Manifest {
         path: PathBuf,
@@ -93,6 +101,26 @@ pub struct ManifestModule {
     pub path: String,
     /// Decompressed size in bytes.
     pub size: u64,
+}
+
+/// A Debian package the image carries besides the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPackage {
+    pub package: String,
+    pub version: String,
+}
+
+/// The disk image's layout facts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestDisk {
+    /// File name of the disk image in the output folder.
+    pub image: String,
+    /// File name of the release bundle.
+    pub bundle: String,
+    pub size: u64,
+    pub esp_size: u64,
+    pub disk_guid: String,
+    pub esp_guid: String,
 }
 
 /// One output file.
@@ -119,8 +147,13 @@ pub struct Manifest {
     pub builtin_modules: Vec<String>,
     /// Size of the uncompressed cpio archive.
     pub initramfs_uncompressed_size: u64,
-    /// `vmlinuz`, `initramfs.img`, `cmdline`.
+    /// `vmlinuz`, `initramfs.img`, `cmdline`, the disk image.
     pub files: Vec<ManifestFile>,
+    /// The UEFI boot loader on the disk image.
+    #[serde(default)]
+    pub bootloader: Option<ManifestPackage>,
+    #[serde(default)]
+    pub disk: Option<ManifestDisk>,
 }
 
 impl Manifest {
@@ -187,11 +220,33 @@ pub fn build(req: &BuildRequest) -> Result<Manifest, BuildError> {
         path: kernel.vmlinuz.clone(),
         source,
     })?;
-    let files = vec![
+    let mut files = vec![
         write("vmlinuz", &vmlinuz)?,
         write("initramfs.img", &compressed)?,
         write("cmdline", format!("{}\n", req.board.cmdline).as_bytes())?,
     ];
+    let loader = crate::bootloader::fetch(req.cache_dir, req.refresh)?;
+    log::info!(
+        "writing the disk image ({} {}, two slots)",
+        loader.package,
+        loader.version
+    );
+    let esp_files = crate::esp::contents(
+        &loader.efi,
+        &vmlinuz,
+        &compressed,
+        req.board.cmdline,
+        req.version,
+    );
+    let image = crate::disk::build(req.board.name, req.version, &esp_files)?;
+    let image_name = crate::disk::image_name(req.version, req.board.name);
+    crate::disk::write_sparse(&req.out_dir.join(&image_name), &image.bytes)?;
+    files.push(ManifestFile {
+        name: image_name.clone(),
+        size: image.bytes.len() as u64,
+        sha256: hex(&Sha256::digest(&image.bytes)),
+    });
+    let stem = crate::bundle::bundle_stem(req.version, req.board.name);
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         board: req.board.name.to_owned(),
@@ -206,6 +261,18 @@ pub fn build(req: &BuildRequest) -> Result<Manifest, BuildError> {
         builtin_modules: closure.builtin.clone(),
         initramfs_uncompressed_size: cpio_len,
         files,
+        bootloader: Some(ManifestPackage {
+            package: loader.package.clone(),
+            version: loader.version.clone(),
+        }),
+        disk: Some(ManifestDisk {
+            image: image_name.clone(),
+            bundle: format!("{stem}.tar.gz"),
+            size: image.bytes.len() as u64,
+            esp_size: crate::esp::ESP_SIZE,
+            disk_guid: image.disk_guid.to_string(),
+            esp_guid: image.esp_guid.to_string(),
+        }),
     };
     let path = req.out_dir.join("manifest.json");
     let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| BuildError::Write {
@@ -214,6 +281,17 @@ pub fn build(req: &BuildRequest) -> Result<Manifest, BuildError> {
     })?;
     json.push(b'\n');
     fs::write(&path, json).map_err(|source| BuildError::Write { path, source })?;
+    crate::bundle::write(
+        req.out_dir,
+        &stem,
+        &[
+            &image_name,
+            "vmlinuz",
+            "initramfs.img",
+            "cmdline",
+            "manifest.json",
+        ],
+    )?;
     log::info!(
         "built {} in {:.1?}: initramfs {} bytes ({} uncompressed), {} modules",
         req.out_dir.display(),
@@ -296,7 +374,8 @@ pub fn compress(data: &[u8]) -> io::Result<Vec<u8>> {
     zstd::bulk::compress(data, ZSTD_LEVEL)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -376,6 +455,8 @@ mod tests {
                 size: 1,
                 sha256: hex(&Sha256::digest(b"x")),
             }],
+            bootloader: None,
+            disk: None,
         };
         let dir = std::env::temp_dir().join(format!("tank-image-manifest-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();

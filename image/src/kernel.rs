@@ -22,13 +22,11 @@
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-/// How old the apt lists may be before [`fetch`] refreshes them.
-pub const MAX_LIST_AGE: Duration = Duration::from_secs(12 * 3600);
+use crate::apt::Apt;
+pub use crate::apt::MAX_LIST_AGE;
 
 /// An extracted kernel package.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,86 +133,9 @@ fn load_current(cache_dir: &Path) -> Option<KernelPackage> {
     (k.vmlinuz.is_file() && k.modules_dir.is_dir()).then_some(k)
 }
 
-/// The private apt setup.
-struct Apt {
-    root: PathBuf,
-    options: Vec<String>,
-}
-
-impl Apt {
-    fn new(cache_dir: &Path) -> Result<Self, FetchError> {
-        let root = cache_dir.join("apt");
-        mkdir(&root.join("lists/partial"))?;
-        mkdir(&root.join("cache/archives/partial"))?;
-        let sources = root.join("sources.list");
-        let mut text = board::KERNEL_SOURCES.join("\n");
-        text.push('\n');
-        if fs::read_to_string(&sources).ok().as_deref() != Some(text.as_str()) {
-            fs::write(&sources, text).map_err(|e| io_err(&sources, e))?;
-            // New sources: the lists must be fetched again.
-            let _ = fs::remove_file(root.join("lists.stamp"));
-        }
-        let d = |p: &str| root.join(p).display().to_string();
-        let options = [
-            format!("Dir::Etc::sourcelist={}", d("sources.list")),
-            "Dir::Etc::sourceparts=-".to_owned(),
-            format!("Dir::State::Lists={}", d("lists")),
-            format!("Dir::Cache={}", d("cache")),
-            "Dir::State::status=/dev/null".to_owned(),
-            "Debug::NoLocking=1".to_owned(),
-            "APT::Sandbox::User=root".to_owned(),
-        ]
-        .into_iter()
-        .flat_map(|o| ["-o".to_owned(), o])
-        .collect();
-        Ok(Apt { root, options })
-    }
-
-    /// Runs an apt tool with the private options; returns its standard output.
-    fn run(&self, tool: &str, args: &[&str], cwd: Option<&Path>) -> Result<String, FetchError> {
-        let mut cmd = Command::new(tool);
-        cmd.args(&self.options).args(args).env("LC_ALL", "C");
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
-        let command = format!(
-            "{}{tool} {} {}",
-            cwd.map(|d| format!("cd {} && ", d.display()))
-                .unwrap_or_default(),
-            self.options.join(" "),
-            args.join(" ")
-        );
-        log::debug!("running {command}");
-        let out = cmd.output().map_err(|source| FetchError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            return Err(FetchError::Command {
-                command,
-                status: out.status.to_string(),
-                output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
-                sources: self.root.join("sources.list"),
-            });
-        }
-        Ok(stdout)
-    }
-}
-
 /// Refreshes the lists if needed and resolves the meta package to a versioned package name.
 fn resolve(apt: &Apt, refresh: bool) -> Result<String, FetchError> {
-    let stamp = apt.root.join("lists.stamp");
-    let age = fs::metadata(&stamp)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok());
-    if refresh || age.is_none_or(|a| a > MAX_LIST_AGE) {
-        log::info!("updating the private apt lists (Debian trixie, trixie-security)");
-        // Without --error-on=any, apt-get update exits 0 when it cannot reach a mirror.
-        apt.run("apt-get", &["--error-on=any", "update"], None)?;
-        fs::write(&stamp, b"").map_err(|e| io_err(&stamp, e))?;
-    }
+    apt.update(refresh)?;
     let meta = board::KERNEL_PACKAGE;
     let out = apt.run("apt-cache", &["depends", meta], None)?;
     let package = out.lines().find_map(|l| {
@@ -235,7 +156,7 @@ fn resolve(apt: &Apt, refresh: bool) -> Result<String, FetchError> {
 }
 
 /// The newest-looking downloaded `.deb` of `package` in `dir`, if any.
-fn find_deb(dir: &Path, package: &str) -> Result<Option<PathBuf>, FetchError> {
+pub(crate) fn find_deb(dir: &Path, package: &str) -> Result<Option<PathBuf>, FetchError> {
     let prefix = format!("{package}_");
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| io_err(dir, e))?
@@ -367,11 +288,11 @@ fn extract(deb: &Path, package: &str, kernel_root: &Path) -> Result<KernelPackag
     Ok(kernel)
 }
 
-fn mkdir(path: &Path) -> Result<(), FetchError> {
+pub(crate) fn mkdir(path: &Path) -> Result<(), FetchError> {
     fs::create_dir_all(path).map_err(|e| io_err(path, e))
 }
 
-fn io_err(path: &Path, source: io::Error) -> FetchError {
+pub(crate) fn io_err(path: &Path, source: io::Error) -> FetchError {
     FetchError::Io {
         path: path.to_owned(),
         source,

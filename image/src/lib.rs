@@ -2,7 +2,8 @@
 //!
 //! This library turns a board definition (`board` crate) and an init binary into the files a
 //! machine boots: the kernel (`vmlinuz`), a zstd-compressed initramfs holding the init and the
-//! kernel modules the board needs, the kernel command line and a manifest. It never needs root
+//! kernel modules the board needs, the kernel command line and a manifest, then the flashable
+//! UEFI disk image with two boot slots and the release bundle. It never needs root
 //! and never changes the host's apt configuration: the Debian kernel package is fetched with a
 //! private apt state folder under a cache directory.
 //!
@@ -11,6 +12,11 @@
 //! - [`modules`]: read every module's `.modinfo`, index it, compute the closure a board needs and
 //!   write the depmod-format files the init reads.
 //! - [`cpio`]: a deterministic cpio "newc" writer.
+//! - [`apt`]: the private apt setup every Debian package is fetched with.
+//! - [`bootloader`]: systemd-boot from Debian's `systemd-boot-efi`.
+//! - [`esp`]: the EFI System Partition (FAT32): boot loader, A/B slots, boot-counting entries.
+//! - [`disk`]: the GPT disk image around the ESP, written sparse.
+//! - [`bundle`]: the release tarball with checksums.
 //! - [`mod@build`]: the top-level [`build::build`] that puts it all together and writes the output
 //!   folder and its [`build::Manifest`].
 //!
@@ -18,8 +24,13 @@
 //! user or inode numbers, single-threaded compression).
 #![forbid(unsafe_code)]
 
+pub mod apt;
+pub mod bootloader;
 pub mod build;
+pub mod bundle;
 pub mod cpio;
+pub mod disk;
+pub mod esp;
 pub mod kernel;
 pub mod modules;
 

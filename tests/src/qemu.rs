@@ -1,5 +1,5 @@
-//! The QEMU command line for a board: kernel, initramfs, data disks, network with port
-//! forwards, serial console, QMP socket.
+//! The QEMU command line for a board: kernel and initramfs (or UEFI firmware and the flashable
+//! disk image), data disks, network with port forwards, serial console, QMP socket.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,45 @@ pub struct Forward {
     pub guest: u16,
 }
 
+/// Debian `ovmf`'s firmware code (read-only pflash).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// Debian `ovmf`'s blank variable store; each guest gets its own writable copy.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Booting through UEFI firmware from a disk image instead of QEMU's `-kernel`.
+#[derive(Clone, Debug)]
+pub struct Uefi {
+    /// The flashable disk image, attached as the boot disk (changed by the boot: use a copy).
+    pub boot_disk: PathBuf,
+    /// This guest's writable copy of the firmware's variable store.
+    pub vars: PathBuf,
+}
+
+impl Uefi {
+    /// Copies `image` and the blank variable store into `dir` for one guest.
+    pub fn fresh(image: &Path, dir: &Path) -> std::io::Result<Uefi> {
+        std::fs::create_dir_all(dir)?;
+        let boot_disk = dir.join("boot.img");
+        let vars = dir.join("OVMF_VARS.fd");
+        std::fs::copy(image, &boot_disk).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot copy the disk image {}: {e}; build it with `cargo xtask image`",
+                    image.display()
+                ),
+            )
+        })?;
+        std::fs::copy(OVMF_VARS, &vars).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot copy {OVMF_VARS}: {e}; install the firmware with `apt-get install ovmf`"),
+            )
+        })?;
+        Ok(Uefi { boot_disk, vars })
+    }
+}
+
 /// What to boot and how.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
@@ -53,8 +92,10 @@ pub struct QemuConfig {
     /// Serial console on stdio, multiplexed with the QEMU monitor (`ctrl-a x` quits): for people.
     pub interactive: bool,
     pub qmp_socket: Option<PathBuf>,
-    /// Extra kernel command line words.
+    /// Extra kernel command line words (direct kernel boot only).
     pub extra_cmdline: String,
+    /// Boot the disk image under OVMF instead of `-kernel`.
+    pub uefi: Option<Uefi>,
 }
 
 impl QemuConfig {
@@ -69,11 +110,42 @@ impl QemuConfig {
             interactive: false,
             qmp_socket: None,
             extra_cmdline: String::new(),
+            uefi: None,
         }
     }
 
     /// The QEMU command.
     pub fn command(&self) -> Result<Command, String> {
+        let q = &self.board.qemu;
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-nodefaults", "-no-user-config", "-display", "none"]);
+        cmd.args(["-machine", q.machine, "-cpu", q.cpu]);
+        match &self.uefi {
+            None => self.direct_kernel(&mut cmd)?,
+            Some(uefi) => {
+                if !Path::new(OVMF_CODE).exists() {
+                    return Err(format!(
+                        "{OVMF_CODE} is missing: install the UEFI firmware with `apt-get install ovmf`"
+                    ));
+                }
+                cmd.arg("-drive").arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                ));
+                cmd.arg("-drive").arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    uefi.vars.display()
+                ));
+                cmd.arg("-drive").arg(format!(
+                    "if=none,id=bootdisk,format=raw,cache=unsafe,file={}",
+                    uefi.boot_disk.display()
+                ));
+            }
+        }
+        self.rest(cmd)
+    }
+
+    /// `-kernel`, `-initrd` and `-append` from the image folder.
+    fn direct_kernel(&self, cmd: &mut Command) -> Result<(), String> {
         let kernel = self.image_dir.join("vmlinuz");
         let initrd = self.image_dir.join("initramfs.img");
         for f in [&kernel, &initrd] {
@@ -93,10 +165,13 @@ impl QemuConfig {
             cmdline.push(' ');
             cmdline.push_str(&self.extra_cmdline);
         }
+        cmd.arg("-kernel").arg(&kernel).arg("-initrd").arg(&initrd);
+        cmd.args(["-append", &cmdline]);
+        Ok(())
+    }
+
+    fn rest(&self, mut cmd: Command) -> Result<Command, String> {
         let q = &self.board.qemu;
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-nodefaults", "-no-user-config", "-display", "none"]);
-        cmd.args(["-machine", q.machine, "-cpu", q.cpu]);
         cmd.args([
             "-smp",
             &q.smp.to_string(),
@@ -110,10 +185,26 @@ impl QemuConfig {
                 Accel::Kvm => "kvm",
             },
         ]);
-        cmd.arg("-kernel").arg(&kernel).arg("-initrd").arg(&initrd);
-        cmd.args(["-append", &cmdline]);
         if q.disk_bus == DiskBus::VirtioScsi {
             cmd.args(["-device", "virtio-scsi-pci,id=scsi0"]);
+        }
+        if self.uefi.is_some() {
+            // The boot disk: on the board's SCSI bus after the data disks, or a USB stick.
+            match q.disk_bus {
+                DiskBus::VirtioScsi => cmd.args([
+                    "-device",
+                    &format!(
+                        "scsi-hd,drive=bootdisk,bus=scsi0.0,channel=0,scsi-id={},lun=0,serial=TANK-BOOT,bootindex=0",
+                        self.disks.len()
+                    ),
+                ]),
+                DiskBus::Ahci => cmd.args([
+                    "-device",
+                    "qemu-xhci,id=xhci",
+                    "-device",
+                    "usb-storage,bus=xhci.0,drive=bootdisk,serial=TANK-BOOT,bootindex=0",
+                ]),
+            };
         }
         for (i, disk) in self.disks.iter().enumerate() {
             let letter = (b'a' + i as u8) as char;

@@ -1,4 +1,5 @@
-//! Building the image twice from the same inputs gives byte-identical outputs.
+//! Building the image twice from the same inputs gives byte-identical outputs: the kernel,
+//! initramfs, command line and manifest, the flashable disk image and the release bundle.
 
 use std::path::PathBuf;
 
@@ -26,7 +27,17 @@ fn image_build_is_reproducible() {
         refresh: false,
     })
     .expect("second build");
-    for file in ["vmlinuz", "initramfs.img", "cmdline", "manifest.json"] {
+    let version = env!("CARGO_PKG_VERSION");
+    let disk = image::disk::image_name(version, board.name);
+    let bundle = format!("{}.tar.gz", image::bundle::bundle_stem(version, board.name));
+    for file in [
+        "vmlinuz",
+        "initramfs.img",
+        "cmdline",
+        "manifest.json",
+        disk.as_str(),
+        bundle.as_str(),
+    ] {
         let a = std::fs::read(built.join(file)).expect("first build output");
         let b = std::fs::read(again.join(file)).expect("second build output");
         assert!(

@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: image sizes, boot time under TCG, memory at the prompt, and the
+//! `cargo xtask bench`: image sizes (and the flashable disk image's), boot time under TCG
+//! (direct kernel boot, and firmware to prompt under OVMF), memory at the prompt, and the
 //! smallest guest memory that reaches the prompt. Prints a table and writes JSON.
 
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tank_tests::guest::Guest;
-use tank_tests::qemu::{Accel, QemuConfig};
+use tank_tests::qemu::{Accel, QemuConfig, Uefi};
 
 #[derive(Serialize, Default)]
 struct BootFigures {
@@ -38,6 +39,54 @@ struct Bench {
     /// The smallest of 64/96/128 MiB that reached the prompt.
     smallest_ram_mib: Option<u32>,
     storage: StorageFigures,
+    disk: DiskFigures,
+}
+
+#[derive(Serialize, Default)]
+struct DiskFigures {
+    /// The flashable disk image: its length and the bytes it takes on disk (it is sparse).
+    image_bytes: u64,
+    image_allocated_bytes: u64,
+    /// The release bundle.
+    bundle_bytes: u64,
+    /// QEMU start (OVMF reset) to the first prompt, wall clock, booting the disk image.
+    firmware_to_prompt_s: f64,
+    /// Guest uptime at the prompt on that boot (the kernel's share).
+    uefi_guest_prompt_s: f64,
+}
+
+/// Boots the disk image under OVMF and times firmware start to prompt.
+fn disk_figures(board: &'static board::Board, image_dir: &Path) -> Result<DiskFigures> {
+    let version = env!("CARGO_PKG_VERSION");
+    let image = image_dir.join(image::disk::image_name(version, board.name));
+    let bundle = image_dir.join(format!(
+        "{}.tar.gz",
+        image::bundle::bundle_stem(version, board.name)
+    ));
+    let meta = std::fs::metadata(&image).with_context(|| format!("{}", image.display()))?;
+    use std::os::unix::fs::MetadataExt;
+    let mut fig = DiskFigures {
+        image_bytes: meta.len(),
+        image_allocated_bytes: meta.blocks() * 512,
+        bundle_bytes: std::fs::metadata(&bundle).map(|m| m.len()).unwrap_or(0),
+        ..Default::default()
+    };
+    let run = crate::root().join("target/tank-test-runs/bench-uefi");
+    let mut config = QemuConfig::new(board, image_dir.to_path_buf());
+    config.uefi = Some(Uefi::fresh(&image, &run)?);
+    config.accel = Accel::from_env().map_err(anyhow::Error::msg)?;
+    let mut guest = Guest::start(config, "bench-uefi")?;
+    guest.wait_prompt(Duration::from_secs(300))?;
+    fig.firmware_to_prompt_s = guest.elapsed().as_secs_f64();
+    let status = guest.run("status", Duration::from_secs(30))?;
+    let mut boot = BootFigures::default();
+    parse_status(&status, &mut boot);
+    fig.uefi_guest_prompt_s = boot.guest_prompt_s;
+    guest.send(b"poweroff\r")?;
+    let _ = guest.wait_exit(Duration::from_secs(60));
+    drop(guest);
+    let _ = std::fs::remove_dir_all(&run);
+    Ok(fig)
 }
 
 #[derive(Serialize, Default)]
@@ -207,6 +256,9 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
     eprintln!("bench: storage (pool creation, scrub against raw read)");
     bench.storage = storage_figures(board, &image_dir)?;
 
+    eprintln!("bench: the disk image under OVMF (firmware to prompt)");
+    bench.disk = disk_figures(board, &image_dir)?;
+
     let rows = [
         (
             "kernel",
@@ -267,6 +319,26 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
         (
             "scrub / raw read",
             format!("{:.2}", bench.storage.scrub_to_raw_ratio),
+        ),
+        (
+            "disk image",
+            format!(
+                "{:.1} MiB ({:.1} MiB allocated, sparse)",
+                bench.disk.image_bytes as f64 / 1048576.0,
+                bench.disk.image_allocated_bytes as f64 / 1048576.0
+            ),
+        ),
+        (
+            "release bundle",
+            format!("{:.1} MiB", bench.disk.bundle_bytes as f64 / 1048576.0),
+        ),
+        (
+            "OVMF firmware start to prompt (wall)",
+            format!("{:.2} s", bench.disk.firmware_to_prompt_s),
+        ),
+        (
+            "guest uptime at prompt (UEFI boot)",
+            format!("{:.2} s", bench.disk.uefi_guest_prompt_s),
         ),
         (
             "smallest RAM reaching the prompt",

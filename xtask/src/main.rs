@@ -1,6 +1,7 @@
 //! `cargo xtask`: build the Tank image, boot it in QEMU, run the tests, benchmark.
 
 mod bench;
+mod flash;
 mod prereqs;
 
 use std::io::{BufRead, BufReader};
@@ -66,6 +67,21 @@ enum Cmd {
         #[arg(long, default_value = "target/tank/bench.json")]
         json: PathBuf,
     },
+    /// Write the disk image to a boot device (a USB stick or SSD) and verify it by reading it
+    /// back. Refuses mounted devices; a device holding anything is only written after you type
+    /// its model or serial.
+    Flash {
+        /// The whole-disk device, e.g. /dev/sdc (or an image file).
+        device: PathBuf,
+        #[arg(long, default_value = "pc-x86_64")]
+        board: String,
+        /// The disk image to write (default: build the board's and use it).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// The device's model or serial, to confirm without a question.
+        #[arg(long)]
+        confirm: Option<String>,
+    },
     /// Install the host packages the tools need (as root) or print the command.
     Prereqs,
 }
@@ -130,6 +146,24 @@ fn real_main() -> Result<()> {
         )?,
         Cmd::Test { args } => test(&args)?,
         Cmd::Bench { board, json } => bench::run(find_board(&board)?, &json)?,
+        Cmd::Flash {
+            device,
+            board,
+            image,
+            confirm,
+        } => {
+            let image = match image {
+                Some(path) => path,
+                None => {
+                    let board = find_board(&board)?;
+                    build_image(board, false)?.join(image::disk::image_name(
+                        env!("CARGO_PKG_VERSION"),
+                        board.name,
+                    ))
+                }
+            };
+            flash::run(&device, &image, confirm)?
+        }
         Cmd::Prereqs => prereqs::ensure()?,
     }
     Ok(())

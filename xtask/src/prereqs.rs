@@ -44,6 +44,11 @@ pub const PREREQS: &[Prereq] = &[
         why: "`btrfs check` of pool images through loop devices in tests",
     },
     Prereq {
+        package: "ovmf",
+        command: "test -e /usr/share/OVMF/OVMF_CODE_4M.fd",
+        why: "UEFI firmware: boots the flashable disk image in tests and the benchmark",
+    },
+    Prereq {
         package: "e2fsprogs",
         command: "mkfs.ext4",
         why: "disks holding other data in tests",

@@ -24,7 +24,7 @@ pub fn boot_disk(disks: &[String]) -> Option<String> {
 }
 
 /// Mounts efivarfs on an EFI machine, once (the kernel loads the module on request).
-fn mount_efivarfs() {
+pub fn mount_efivarfs() {
     let dir = Path::new(EFIVARS);
     if !Path::new("/sys/firmware/efi").exists() || !dir.exists() {
         return;
@@ -33,15 +33,7 @@ fn mount_efivarfs() {
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
     if !mounted {
-        if let Err(e) = rustix::mount::mount(
-            "efivarfs",
-            dir,
-            "efivarfs",
-            rustix::mount::MountFlags::NOSUID
-                | rustix::mount::MountFlags::NODEV
-                | rustix::mount::MountFlags::NOEXEC,
-            None,
-        ) {
+        if let Err(e) = mount_noexec("efivarfs", dir, "efivarfs") {
             log::warn!("cannot mount efivarfs: {e}; the boot device cannot be recognised");
         }
     }
@@ -49,16 +41,35 @@ fn mount_efivarfs() {
 
 const EFIVARS: &str = "/sys/firmware/efi/efivars";
 
+/// Mounts `source` on `dir` as `fstype`, read-write, with no set-uid, device files or programs.
+pub fn mount_noexec(source: impl AsRef<Path>, dir: &Path, fstype: &str) -> rustix::io::Result<()> {
+    rustix::mount::mount(
+        source.as_ref(),
+        dir,
+        fstype,
+        rustix::mount::MountFlags::NOSUID
+            | rustix::mount::MountFlags::NODEV
+            | rustix::mount::MountFlags::NOEXEC,
+        None,
+    )
+}
+
 /// An efivarfs file: 4 bytes of attributes, then the value; here a UTF-16LE GUID string.
 /// Returns the GUID as its 16 on-disk bytes (GPT's mixed-endian layout).
 pub fn parse_efivar_guid(raw: &[u8]) -> Option<[u8; 16]> {
+    guid_bytes(&parse_efivar_string(raw)?)
+}
+
+/// An efivarfs file holding a UTF-16LE string (NUL-terminated or not) after its 4 bytes of
+/// attributes; `None` if it is short, empty or not UTF-16.
+pub fn parse_efivar_string(raw: &[u8]) -> Option<String> {
     let units: Vec<u16> = raw
         .get(4..)?
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))
         .take_while(|&u| u != 0)
         .collect();
-    guid_bytes(&String::from_utf16(&units).ok()?)
+    String::from_utf16(&units).ok().filter(|s| !s.is_empty())
 }
 
 /// `0FC63DAF-8483-4772-8E79-3D69D8477DE4` → on-disk bytes (first three fields little-endian).
@@ -79,6 +90,11 @@ pub fn guid_bytes(text: &str) -> Option<[u8; 16]> {
 
 /// Whether the GPT on `dev` (512-byte or 4096-byte sectors) has a partition with `guid`.
 pub fn disk_has_partition(dev: &Path, guid: &[u8; 16]) -> std::io::Result<bool> {
+    Ok(partition_number(dev, guid)?.is_some())
+}
+
+/// The number (1-based, as in `sda1`) of the partition with `guid` in the GPT on `dev`.
+pub fn partition_number(dev: &Path, guid: &[u8; 16]) -> std::io::Result<Option<u32>> {
     let mut f = std::fs::File::open(dev)?;
     for sector in [512u64, 4096] {
         let mut header = [0u8; 92];
@@ -95,14 +111,14 @@ pub fn disk_has_partition(dev: &Path, guid: &[u8; 16]) -> std::io::Result<bool> 
         let mut entries = vec![0u8; count as usize * size as usize];
         f.seek(SeekFrom::Start(entries_lba.saturating_mul(sector)))?;
         f.read_exact(&mut entries)?;
-        if entries
+        if let Some(i) = entries
             .chunks_exact(size as usize)
-            .any(|e| e[16..32] == guid[..])
+            .position(|e| e[16..32] == guid[..])
         {
-            return Ok(true);
+            return Ok(Some(i as u32 + 1));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -143,6 +159,7 @@ mod tests {
         image[1024 + 128 + 16..1024 + 128 + 32].copy_from_slice(&part);
         std::fs::write(&path, &image).unwrap();
         assert!(disk_has_partition(&path, &part).unwrap());
+        assert_eq!(partition_number(&path, &part).unwrap(), Some(2));
         let other = guid_bytes("11111111-2222-3333-4444-555555555556").unwrap();
         assert!(!disk_has_partition(&path, &other).unwrap());
         std::fs::write(&path, vec![0u8; 8192]).unwrap();

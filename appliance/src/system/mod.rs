@@ -1,8 +1,9 @@
 //! The machine as the init sees it: early mounts, disks, memory and uptime, the power button,
-//! and the final sync/unmount/power-off.
+//! the boot device and boot slot, and the final sync/unmount/power-off.
 
 pub mod bootdev;
 pub mod disks;
 pub mod info;
 pub mod mounts;
 pub mod power;
+pub mod slot;

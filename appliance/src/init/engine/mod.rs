@@ -492,6 +492,10 @@ impl Appliance {
                     name: "power",
                     state: power,
                 },
+                ServiceLine {
+                    name: "boot",
+                    state: crate::system::slot::status_line(),
+                },
             ],
             alerts,
         }

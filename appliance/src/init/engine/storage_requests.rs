@@ -14,6 +14,7 @@ use crate::system::disks;
 
 impl Appliance {
     pub(super) fn pool_assembled(&mut self, result: Result<Option<storage::Assembled>, String>) {
+        crate::system::slot::boot_ready(result.is_ok());
         let assembled = match result {
             Ok(Some(a)) => a,
             Ok(None) => {
