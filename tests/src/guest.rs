@@ -78,7 +78,8 @@ impl Guest {
                 partial.extend_from_slice(&buf[..n]);
                 let keep = incomplete_tail(&partial);
                 let complete = partial.len() - keep;
-                out.text.push_str(&String::from_utf8_lossy(&partial[..complete]));
+                out.text
+                    .push_str(&String::from_utf8_lossy(&partial[..complete]));
                 partial.drain(..complete);
                 cv.notify_all();
             }

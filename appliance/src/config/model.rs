@@ -292,6 +292,16 @@ pub enum ConfigError {
         what: &'static str,
         id: u32,
     },
+    #[error(
+        "{what} {name:?} has id {id}, which is {reason}: give an id of 1000 or more (or leave \
+         it out to get the next free one)"
+    )]
+    ReservedId {
+        what: &'static str,
+        name: String,
+        id: u32,
+        reason: &'static str,
+    },
     #[error("{what} {name:?} is configured twice: {what} names must be unique")]
     DuplicateName { what: &'static str, name: String },
     #[error("{what} id {id} is used by both {first:?} and {second:?}: give each its own id")]
@@ -442,9 +452,25 @@ impl Config {
     }
 
     fn validate_accounts(&self) -> Result<(), ConfigError> {
+        let reserved = |id: u32| match id {
+            0 => Some("root's"),
+            super::accounts::NOBODY => Some("the anonymous user's"),
+            id if id > MAX_ID => Some("out of range"),
+            _ => None,
+        };
         let mut names = BTreeSet::new();
         let mut uids = std::collections::BTreeMap::new();
         for user in &self.users {
+            for id in [user.uid, user.gid] {
+                if let Some(reason) = reserved(id) {
+                    return Err(ConfigError::ReservedId {
+                        what: "user",
+                        name: user.name.to_string(),
+                        id,
+                        reason,
+                    });
+                }
+            }
             if !names.insert(user.name.as_str()) {
                 return Err(ConfigError::DuplicateName {
                     what: "user",
@@ -472,6 +498,14 @@ impl Config {
         let mut names = BTreeSet::new();
         let mut gids = std::collections::BTreeMap::new();
         for group in &self.groups {
+            if let Some(reason) = reserved(group.gid) {
+                return Err(ConfigError::ReservedId {
+                    what: "group",
+                    name: group.name.to_string(),
+                    id: group.gid,
+                    reason,
+                });
+            }
             if !names.insert(group.name.as_str()) {
                 return Err(ConfigError::DuplicateName {
                     what: "group",

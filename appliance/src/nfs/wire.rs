@@ -196,7 +196,7 @@ pub struct ExportOptions {
     pub anon_gid: u32,
     pub fsid: u32,
     pub uuid: Option<[u8; 16]>,
-    /// `secinfo` flavors (AUTH_UNIX is 1), each with the export's flags.
+    /// `secinfo` flavors (AUTH_UNIX is 1), each sent with the export's flags.
     pub flavors: Vec<u32>,
 }
 
@@ -209,10 +209,7 @@ pub mod flags {
     pub const GATHERED_WRITES: u32 = 0x20;
     pub const NOSUBTREECHECK: u32 = 0x400;
     pub const FSID: u32 = 0x2000;
-    pub const CROSSMOUNT: u32 = 0x4000;
     pub const V4ROOT: u32 = 0x10000;
-    /// The bits a `secinfo` flavor may carry.
-    pub const SECINFO_FLAGS: u32 = 0xf;
 }
 
 /// `<domain> <path> <expiry> [<flags> <anonuid> <anongid> <fsid> [uuid \x..] [secinfo ..]]`;
@@ -237,9 +234,11 @@ pub fn export_reply(
         if !o.flavors.is_empty() {
             push_word(&mut out, "secinfo");
             push_word(&mut out, &o.flavors.len().to_string());
+            // A flavor's flags may differ from the export's only in the SECINFO_FLAGS bits
+            // (`secinfo_parse`): send the export's own.
             for flavor in &o.flavors {
                 push_word(&mut out, &flavor.to_string());
-                push_word(&mut out, &(o.flags & flags::SECINFO_FLAGS).to_string());
+                push_word(&mut out, &o.flags.to_string());
             }
         }
     }
@@ -379,7 +378,7 @@ mod tests {
         assert_eq!(
             export_reply(&request, 1_800_000_000, Some(&options)),
             "ip:10.0.3.2 /mnt/tank/vms 1800000000 1062 65534 65534 0 uuid \
-             \\x11111111111111111111111111111111 secinfo 1 1 6\n"
+             \\x11111111111111111111111111111111 secinfo 1 1 1062\n"
         );
         assert_eq!(
             export_reply(&request, 7, None),

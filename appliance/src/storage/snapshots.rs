@@ -1,11 +1,13 @@
-//! Snapshots of datasets: read-only btrfs snapshots kept outside the datasets, mounted
-//! read-only inside each dataset's `.snapshots/` directory so that clients of its shares can
-//! browse them and copy files out, and never change them.
+//! Snapshots of datasets: read-only btrfs snapshots kept outside the datasets, mounted inside
+//! each dataset's `.snapshots/` directory so that clients of its shares can browse them and
+//! copy files out, and never change them: btrfs refuses every write to a read-only subvolume,
+//! and NFS serves the view read-only. (The mounts themselves are not read-only: ksmbd asks for
+//! write access to a path's mount even to read it.)
 //!
 //! ```text
 //! /run/tank/pool/.snapshots/<dataset>/<name>     the read-only subvolumes (management view)
-//! /mnt/<pool>/<dataset>/.snapshots               a small read-only tmpfs of mount points
-//! /mnt/<pool>/<dataset>/.snapshots/<name>        each snapshot, mounted read-only
+//! /mnt/<pool>/<dataset>/.snapshots               a small tmpfs of mount points, root's, 0555
+//! /mnt/<pool>/<dataset>/.snapshots/<name>        each snapshot subvolume, mounted
 //! ```
 //!
 //! Keeping the subvolumes outside the dataset keeps them out of its quota and of later
@@ -86,18 +88,6 @@ pub fn held_bytes(dataset: &str, name: &SnapshotName, deadline: Instant) -> (u64
     btrfs::exclusive_bytes(&store_dir(dataset).join(name.as_str()), deadline)
 }
 
-/// Remounts the view directory read-write for `f`, then read-only again.
-fn with_view_writable<T>(view: &Path, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    rustix::mount::mount_remount(view, flags, "mode=0555")
-        .map_err(|e| io_error("make writable", view, e))?;
-    let result = f();
-    if let Err(e) = rustix::mount::mount_remount(view, flags | MountFlags::RDONLY, "mode=0555") {
-        log::error!("{}", io_error("make read-only again", view, e));
-    }
-    result
-}
-
 /// Mounts the view of a dataset's snapshots (the tmpfs and every snapshot), once the dataset
 /// itself is mounted. Returns a line per problem.
 pub fn mount_all(pool: &str, dataset: &str) -> Vec<String> {
@@ -123,11 +113,14 @@ fn mount_view(view: &Path) -> Result<(), String> {
         std::fs::create_dir(view).map_err(|e| io_error("create", view, e))?;
         let _ = std::fs::set_permissions(view, std::fs::Permissions::from_mode(0o555));
     }
+    // Not a read-only mount: ksmbd asks for write access to the parent mount of every path
+    // it looks up, even to read. The view is root's and mode 0555, and NFS serves it
+    // read-only.
     rustix::mount::mount(
         "snapshots",
         view,
         "tmpfs",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         Some(c"mode=0555,size=1m"),
     )
     .map_err(|e| io_error("mount the snapshot view on", view, e))
@@ -140,12 +133,10 @@ fn mount_one(pool: &str, dataset: &str, snapshot: &SnapshotInfo) -> Result<(), S
         return Ok(());
     }
     if !target.exists() {
-        with_view_writable(&view, || {
-            std::fs::create_dir(&target).map_err(|e| io_error("create", &target, e))
-        })?;
+        std::fs::create_dir(&target).map_err(|e| io_error("create", &target, e))?;
     }
     let dev = super::pool::any_member_device().ok_or("no member device is present")?;
-    btrfs::mount_subvolume_readonly(&dev, &target, snapshot.id).map_err(|e| e.to_string())
+    btrfs::mount_snapshot(&dev, &target, snapshot.id).map_err(|e| e.to_string())
 }
 
 fn unmount_one(pool: &str, dataset: &str, name: &SnapshotName) -> Result<(), String> {
@@ -157,9 +148,7 @@ fn unmount_one(pool: &str, dataset: &str, name: &SnapshotName) -> Result<(), Str
             .map_err(|e| io_error("unmount", &target, e))?;
     }
     if target.exists() && is_mountpoint(&view) {
-        with_view_writable(&view, || {
-            std::fs::remove_dir(&target).map_err(|e| io_error("remove", &target, e))
-        })?;
+        std::fs::remove_dir(&target).map_err(|e| io_error("remove", &target, e))?;
     }
     Ok(())
 }

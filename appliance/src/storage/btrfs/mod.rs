@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 
 pub use balance::{balance_cancel, balance_convert_raid1, balance_status, BalanceStatus};
 pub use mkfs::{mkfs_raid1, random_uuid, EntropyState};
-pub use mount::{mount_pool, mount_subvolume, mount_subvolume_readonly, scan_device, unmount};
+pub use mount::{mount_pool, mount_snapshot, mount_subvolume, scan_device, unmount};
 pub use probe::{is_blank, probe, probe_with, BtrfsMember, Signature};
 pub use property::{compression, set_compression, Compression};
 pub use quota::{

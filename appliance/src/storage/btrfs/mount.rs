@@ -249,17 +249,15 @@ pub fn mount_subvolume(
     do_mount(dev, target, MountFlags::empty(), &data, false)
 }
 
-/// Mounts the subvolume with id `subvol_id` read-only on `target` (a snapshot's view).
-pub fn mount_subvolume_readonly(
-    dev: &Path,
-    target: &Path,
-    subvol_id: u64,
-) -> Result<(), BtrfsError> {
+/// Mounts a snapshot's subvolume on `target` without set-uid and device files. The subvolume
+/// itself is read-only, which btrfs enforces; the mount is not, because ksmbd asks for write
+/// access to a path's mount even to look it up.
+pub fn mount_snapshot(dev: &Path, target: &Path, subvol_id: u64) -> Result<(), BtrfsError> {
     let data = vec![format!("subvolid={subvol_id}")];
     do_mount(
         dev,
         target,
-        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+        MountFlags::NOSUID | MountFlags::NODEV,
         &data,
         false,
     )
