@@ -192,7 +192,8 @@ impl Board {
 /// makes a panic end QEMU instead of booting again.
 pub const TEST_CLIENT: Board = Board {
     name: "test-client",
-    description: "test client guest: kernel NFS and CIFS clients, virtio-net, the test agent as init",
+    description:
+        "test client guest: kernel NFS and CIFS clients, virtio-net, the test agent as init",
     cmdline: "console=ttyS0,115200 panic=1 loglevel=1 tank.board=test-client",
     consoles: &["ttyS0"],
     board_modules: &[

@@ -26,7 +26,7 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
     let mut pos = offset;
     let mut i = 0;
     // Up to the next word boundary.
-    while i < buf.len() && pos % 8 != 0 {
+    while i < buf.len() && !pos.is_multiple_of(8) {
         buf[i] = word(seed, pos / 8)[(pos % 8) as usize];
         i += 1;
         pos += 1;
