@@ -23,6 +23,8 @@ const KMSG_LEVEL: u8 = 4;
 pub fn run() -> ! {
     rustix::process::umask(rustix::fs::Mode::empty());
     let mount_problems = system::early_mounts();
+    // Guest uptime when the kernel started the agent (/proc is mounted now).
+    let started = system::uptime();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let (cfg, cmdline_problems) = system::parse_cmdline(&cmdline);
     let console_name = cfg.console.clone().unwrap_or_else(|| "ttyS0".into());
@@ -61,8 +63,15 @@ pub fn run() -> ! {
         log::error!("module {name} failed to load: {why}");
     }
     let modules_seconds = system::uptime() - modules_started;
+    let slowest: Vec<String> = modules
+        .slowest
+        .iter()
+        .map(|(n, s)| format!("{n} {s:.2} s"))
+        .collect();
+    log::info!("slowest modules: {}", slowest.join(", "));
     let mut ready = Fields::new()
         .put("version", VERSION)
+        .secs("started", started)
         .put("hostname", &hostname)
         .num("modules", modules.loaded.len())
         .num("modules_failed", modules.failed.len())
@@ -112,8 +121,8 @@ pub fn run() -> ! {
             None => agent.serve(std::io::stdin()),
         };
         if next == Next::PowerOff {
-            let why = system::poweroff();
-            log::error!("{why}");
+            // Returns only if the kernel refused.
+            log::error!("{}", system::poweroff());
         }
         // The console ended or failed: wait and open it again.
         std::thread::sleep(Duration::from_secs(1));

@@ -70,8 +70,9 @@
 //! over the network; `direct` uses O_DIRECT. `seconds` and `mib_s` count the time in the file
 //! system calls, not in the pattern or the checksum.
 //!
-//! The ready line's fields: `version hostname modules modules_failed modules_seconds iface ip
-//! uptime` (`ip=none` when the network could not be configured).
+//! The ready line's fields: `version started hostname modules modules_failed modules_seconds
+//! iface ip uptime` (`started` is the guest uptime when the kernel ran the agent; `ip=none`
+//! when the network could not be configured).
 //!
 //! # Kernel command line
 //!

@@ -204,6 +204,8 @@ pub struct ModuleReport {
     /// ENODEV: hardware this machine lacks (an accelerated crypto variant under TCG).
     pub not_applicable: Vec<String>,
     pub failed: Vec<(String, String)>,
+    /// Modules whose initialisation took longest, slowest first, with seconds.
+    pub slowest: Vec<(String, f64)>,
 }
 
 /// `/lib/modules/<release>`.
@@ -226,6 +228,7 @@ pub fn load_modules(dir: &Path) -> Result<ModuleReport, String> {
     for rel in order {
         let name = module_name(&rel);
         let path = dir.join(&rel);
+        let started = std::time::Instant::now();
         let result = File::open(&path).map_err(|e| e.to_string()).and_then(|f| {
             match rustix::system::finit_module(&f, c"", 0) {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(true),
@@ -233,6 +236,9 @@ pub fn load_modules(dir: &Path) -> Result<ModuleReport, String> {
                 Err(e) => Err(e.to_string()),
             }
         });
+        report
+            .slowest
+            .push((name.clone(), started.elapsed().as_secs_f64()));
         match result {
             Ok(true) => {
                 let _ = std::fs::remove_file(&path);
@@ -242,6 +248,8 @@ pub fn load_modules(dir: &Path) -> Result<ModuleReport, String> {
             Err(e) => report.failed.push((name, e)),
         }
     }
+    report.slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    report.slowest.truncate(5);
     Ok(report)
 }
 
@@ -258,7 +266,7 @@ pub fn drop_caches() -> Result<(), std::io::Error> {
 }
 
 /// Syncs (bounded: a dead NFS server must not hold the power-off), detaches the network
-/// mounts and powers off. Returns only if the kernel refused.
+/// mounts and powers off. Returns only if the kernel refused, with the reason.
 pub fn poweroff() -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -282,7 +290,7 @@ pub fn poweroff() -> String {
         }
     }
     match rustix::system::reboot(rustix::system::RebootCommand::PowerOff) {
-        Ok(()) => String::new(),
+        Ok(()) => "the kernel returned from power-off".into(),
         Err(e) => format!("the kernel refused to power off: {e}"),
     }
 }
