@@ -60,6 +60,9 @@ pub struct SocketLink {
     pub nic: &'static str,
     /// A fixed MAC address, so each side is recognisable in the other's neighbour table.
     pub mac: String,
+    /// The MTU the NIC offers the guest (virtio-net `host_mtu`; the guest's driver adopts
+    /// it), or the driver's 1500.
+    pub mtu: Option<u16>,
 }
 
 /// What to boot and how.
@@ -184,7 +187,15 @@ impl QemuConfig {
                 "-netdev",
                 &format!("socket,id=link{i},{side}=127.0.0.1:{}", link.port),
                 "-device",
-                &format!("{},netdev=link{i},mac={}", link.nic, link.mac),
+                &format!(
+                    "{},netdev=link{i},mac={}{}",
+                    link.nic,
+                    link.mac,
+                    match link.mtu {
+                        Some(mtu) => format!(",host_mtu={mtu}"),
+                        None => String::new(),
+                    }
+                ),
             ]);
         }
         cmd.args(q.extra_args);
@@ -297,6 +308,7 @@ mod tests {
             port: 41234,
             nic: "virtio-net-pci",
             mac: "52:54:00:0a:03:02".into(),
+            mtu: Some(9000),
         }];
         let args: Vec<String> = cfg
             .command()
@@ -310,7 +322,7 @@ mod tests {
         assert!(
             joined.contains(
                 "-netdev socket,id=link0,connect=127.0.0.1:41234 \
-                 -device virtio-net-pci,netdev=link0,mac=52:54:00:0a:03:02"
+                 -device virtio-net-pci,netdev=link0,mac=52:54:00:0a:03:02,host_mtu=9000"
             ),
             "{joined}"
         );

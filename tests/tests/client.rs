@@ -38,6 +38,13 @@ fn client_guest_plumbing() {
         );
     }
     assert_eq!(a.ready.text("iface").as_deref(), Some("eth0"));
+    // The NIC took the link's MTU from QEMU.
+    assert_eq!(
+        b.ready.text("mtu"),
+        link.mtu.map(|m| m.to_string()),
+        "{:?}",
+        b.ready
+    );
     assert_eq!(
         b.ping().unwrap().text("hostname").as_deref(),
         Some("client-10-0-3-2")
@@ -66,9 +73,10 @@ fn client_guest_plumbing() {
     assert_eq!(recv.bytes, STREAM);
     assert_eq!(source.bytes, STREAM);
     eprintln!(
-        "TCP guest to guest over the socket link ({} MiB each way): B->A {:.1} MiB/s \
+        "TCP guest to guest over the socket link ({} MiB each way, MTU {:?}): B->A {:.1} MiB/s \
          (receiver {:.1}), A->B {:.1} MiB/s (sender {:.1})",
         STREAM / MIB,
+        link.mtu,
         sent.mib_s,
         got.mib_s,
         recv.mib_s,

@@ -84,8 +84,14 @@ pub fn run() -> ! {
         }
     };
     let address = iface.as_ref().and(cfg.address);
+    let mtu = iface
+        .as_ref()
+        .and_then(|i| std::fs::read_to_string(format!("/sys/class/net/{i}/mtu")).ok())
+        .map(|m| m.trim().to_string())
+        .unwrap_or_else(|| "none".into());
     ready = ready
         .put("iface", iface.as_deref().unwrap_or("none"))
+        .put("mtu", mtu)
         .put(
             "ip",
             match address {

@@ -71,7 +71,7 @@
 //! system calls, not in the pattern or the checksum.
 //!
 //! The ready line's fields: `version started hostname modules modules_failed modules_seconds
-//! iface ip uptime` (`started` is the guest uptime when the kernel ran the agent; `ip=none`
+//! iface mtu ip uptime` (`started` is the guest uptime when the kernel ran the agent; `ip=none`
 //! when the network could not be configured).
 //!
 //! # Kernel command line
