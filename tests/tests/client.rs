@@ -122,6 +122,43 @@ fn client_guest_plumbing() {
         refused_in.as_secs_f64()
     );
     assert!(refused_in < Duration::from_secs(3));
+
+    // The kernel clients take the options the agent builds: a mount gets as far as the
+    // server (whatever the appliance serves yet), while a bad option is refused locally.
+    c.timeout = Duration::from_secs(90);
+    let mut tried = Vec::new();
+    for (kind, source, options) in [
+        ("nfs4", "10.0.3.1:/mnt/tank/vms", "vers=4.2"),
+        ("nfs4", "10.0.3.1:/mnt/tank/vms", "vers=4.0"),
+        (
+            "cifs",
+            "//10.0.3.1/media",
+            "vers=3.1.1,username=alice,password=secret,uid=1000",
+        ),
+        ("cifs", "//10.0.3.1/media", "guest"),
+    ] {
+        let t = Instant::now();
+        let outcome = match c.mount(kind, source, "/mnt/probe", options) {
+            Ok(_) => {
+                c.umount("/mnt/probe", Umount::Normal).unwrap();
+                "mounted".to_string()
+            }
+            Err(e) => e.code().unwrap_or("(harness)").to_string(),
+        };
+        assert!(
+            !["EINVAL", "ENODEV", "usage", "failed", "(harness)"].contains(&outcome.as_str()),
+            "{kind} {source} -o {options}: {outcome}"
+        );
+        tried.push(format!(
+            "{kind} {options}: {outcome} in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    eprintln!("mounts against the appliance: {}", tried.join("; "));
+    assert_eq!(
+        code(c.mount("nfs4", "10.0.3.1:/mnt/tank/vms", "/mnt/probe", "vers=4.9")),
+        "EINVAL"
+    );
     c.poweroff().expect("client powers off");
     nas.send(b"poweroff\r").unwrap();
     let exit = nas
