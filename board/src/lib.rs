@@ -252,3 +252,23 @@ pub fn find(name: &str) -> Option<&'static Board> {
 pub fn names() -> Vec<&'static str> {
     BOARDS.iter().map(|b| b.name).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_client_is_no_appliance_board() {
+        assert!(find(TEST_CLIENT.name).is_none());
+        let client: Vec<&str> = TEST_CLIENT.boot_modules().collect();
+        for m in ["virtio_net", "nfs", "nfsv4", "cifs", "crypto-gcm", "crypto-ghash"] {
+            assert!(client.contains(&m), "{m} missing from the test client");
+        }
+        for m in COMMON_MODULES {
+            assert!(!client.contains(m), "the test client loads {m}");
+        }
+        for b in BOARDS {
+            assert!(b.boot_modules().any(|m| m == "nfsd"), "{}", b.name);
+        }
+    }
+}

@@ -170,10 +170,21 @@ pub fn boot_appliance(name: &str, disks: &[PathBuf], link: &Link) -> Guest {
 /// Like [`boot_appliance`] with one NIC per link, in order (`eth1`, `eth2`...): one client
 /// each.
 pub fn boot_appliance_links(name: &str, disks: &[PathBuf], links: &[Link]) -> Guest {
+    boot_appliance_config(name, appliance_config(disks, links))
+}
+
+/// The default board's QEMU configuration with `disks` and one listening NIC per link, for a
+/// test that also wants host port forwards (`config.forwards`) or more memory.
+pub fn appliance_config(disks: &[PathBuf], links: &[Link]) -> QemuConfig {
     let board = board::default_board();
     let mut config = QemuConfig::new(board, crate::image_dir(board.name));
     config.disks = disks.to_vec();
     config.socket_links = links.iter().map(Link::listen_nic).collect();
+    config
+}
+
+/// Boots an appliance configuration (see [`appliance_config`]) and waits for the prompt.
+pub fn boot_appliance_config(name: &str, config: QemuConfig) -> Guest {
     let mut guest = match Guest::start(config, name) {
         Ok(g) => g,
         Err(e) => panic!("cannot start QEMU: {e:#}"),
