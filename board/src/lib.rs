@@ -261,7 +261,14 @@ mod tests {
     fn the_test_client_is_no_appliance_board() {
         assert!(find(TEST_CLIENT.name).is_none());
         let client: Vec<&str> = TEST_CLIENT.boot_modules().collect();
-        for m in ["virtio_net", "nfs", "nfsv4", "cifs", "crypto-gcm", "crypto-ghash"] {
+        for m in [
+            "virtio_net",
+            "nfs",
+            "nfsv4",
+            "cifs",
+            "crypto-gcm",
+            "crypto-ghash",
+        ] {
             assert!(client.contains(&m), "{m} missing from the test client");
         }
         for m in ["btrfs", "nfsd", "ksmbd"] {
