@@ -52,8 +52,10 @@ pub struct Board {
     /// Consoles that get a prompt, as device names under `/dev`. The first is the primary one.
     pub consoles: &'static [&'static str],
     /// Board-specific modules (names or aliases) loaded at boot, in this order, each after its
-    /// dependencies; [`Board::boot_modules`] adds the ones every board loads.
+    /// dependencies; [`Board::boot_modules`] adds [`Board::common_modules`] after them.
     pub board_modules: &'static [&'static str],
+    /// The modules every appliance board loads ([`COMMON_MODULES`]); the test client has none.
+    pub common_modules: &'static [&'static str],
     /// Drivers carried in the image and loaded only when a device present matches one of their
     /// aliases (modalias coldplug).
     pub coldplug_modules: &'static [&'static str],
@@ -62,8 +64,8 @@ pub struct Board {
     pub qemu: Qemu,
 }
 
-/// Modules every board loads: the pool filesystem, the file servers, the power button, entropy.
-const COMMON_MODULES: &[&str] = &[
+/// Modules every appliance board loads: the pool filesystem, the file servers, the power button.
+pub const COMMON_MODULES: &[&str] = &[
     // Generic crypto first: under TCG and on older CPUs the accelerated variants are absent.
     "crc32c_generic",
     "crc32_generic",
@@ -105,6 +107,7 @@ pub const QEMU_X86_64: Board = Board {
     cmdline: "console=ttyS0,115200 panic=10 loglevel=4 tank.board=qemu-x86_64",
     consoles: &["ttyS0"],
     board_modules: &["virtio_scsi", "sd_mod", "virtio_net", "virtio_rng"],
+    common_modules: COMMON_MODULES,
     coldplug_modules: &[],
     on_demand_modules: COMMON_ON_DEMAND,
     qemu: Qemu {
@@ -125,6 +128,7 @@ pub const PC_X86_64: Board = Board {
     cmdline: "console=tty0 console=ttyS0,115200 panic=10 loglevel=4 tank.board=pc-x86_64",
     consoles: &["ttyS0", "tty1"],
     board_modules: &["sd_mod", "usb_storage", "uas"],
+    common_modules: COMMON_MODULES,
     coldplug_modules: &[
         // Storage controllers.
         "ahci",
@@ -171,7 +175,10 @@ pub const PC_X86_64: Board = Board {
 impl Board {
     /// Every module loaded at boot, in order: the board's own, then the common set.
     pub fn boot_modules(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.board_modules.iter().chain(COMMON_MODULES).copied()
+        self.board_modules
+            .iter()
+            .chain(self.common_modules)
+            .copied()
     }
 
     /// Every module name or alias the image must carry, with its dependencies added later.
@@ -182,7 +189,61 @@ impl Board {
     }
 }
 
-/// Every board, the default first.
+/// The test client: a second QEMU guest that mounts the appliance's NFS exports and SMB shares
+/// with the kernel's own clients, as Proxmox VE and a Linux media server do. Its init is the test
+/// agent (`tests/agent`), not the appliance; it is not in [`BOARDS`] (those are appliance
+/// boards, each with a boot test) and the harness in `tests/` builds and starts it.
+///
+/// Its only NIC is the one the harness puts on a QEMU socket network shared with the
+/// appliance. The console stays quiet (`loglevel=1`): the agent's replies own the serial line
+/// and the agent forwards kernel warnings itself, one whole line at a time. `-no-reboot`
+/// makes a panic end QEMU instead of booting again.
+pub const TEST_CLIENT: Board = Board {
+    name: "test-client",
+    description:
+        "test client guest: kernel NFS and CIFS clients, virtio-net, the test agent as init",
+    cmdline: "console=ttyS0,115200 panic=1 loglevel=1 tank.board=test-client",
+    consoles: &["ttyS0"],
+    board_modules: &[
+        "virtio_net",
+        "virtio_rng",
+        // NFSv4.0, 4.1 and 4.2 (nfsv4 carries every minor version).
+        "nfs",
+        "nfsv4",
+        // SMB2/3. Its soft dependencies (fs/smb/client/cifsfs.c: ecb, hmac, md5, nls, aes,
+        // cmac, sha256, sha512, aead2, ccm, gcm) are followed by the closure; gcm and ccm
+        // build on ctr and ghash, which the kernel would otherwise request at mount time from a
+        // modprobe this image does not have.
+        "cifs",
+        "nls_utf8",
+        "crypto-cmac",
+        "crypto-ccm",
+        "crypto-gcm",
+        "crypto-ctr",
+        "crypto-ghash",
+        "crypto-ecb",
+        "crypto-md4",
+        "crypto-md5",
+        "crypto-hmac",
+        "crypto-sha256",
+        "crypto-sha512",
+        "crypto-aes",
+    ],
+    common_modules: &[],
+    coldplug_modules: &[],
+    on_demand_modules: &[],
+    qemu: Qemu {
+        machine: "pc",
+        cpu: "max",
+        memory_mib: 256,
+        smp: 1,
+        disk_bus: DiskBus::VirtioScsi,
+        nic: "virtio-net-pci",
+        extra_args: &["-device", "virtio-rng-pci", "-no-reboot"],
+    },
+};
+
+/// Every appliance board, the default first.
 pub const BOARDS: &[Board] = &[QEMU_X86_64, PC_X86_64];
 
 /// The default board.
@@ -198,4 +259,31 @@ pub fn find(name: &str) -> Option<&'static Board> {
 /// The names of all boards, for error messages.
 pub fn names() -> Vec<&'static str> {
     BOARDS.iter().map(|b| b.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_client_is_no_appliance_board() {
+        assert!(find(TEST_CLIENT.name).is_none());
+        let client: Vec<&str> = TEST_CLIENT.boot_modules().collect();
+        for m in [
+            "virtio_net",
+            "nfs",
+            "nfsv4",
+            "cifs",
+            "crypto-gcm",
+            "crypto-ghash",
+        ] {
+            assert!(client.contains(&m), "{m} missing from the test client");
+        }
+        for m in ["btrfs", "nfsd", "ksmbd"] {
+            assert!(!client.contains(&m), "the test client loads {m}");
+        }
+        for b in BOARDS {
+            assert!(b.boot_modules().any(|m| m == "nfsd"), "{}", b.name);
+        }
+    }
 }

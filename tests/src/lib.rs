@@ -1,8 +1,10 @@
-//! The QEMU side of Tank's tests and tools: how a board is started in QEMU ([`qemu`]) and a
-//! harness that drives a guest over its serial console ([`guest`]). `xtask run`, `xtask bench`
-//! and the end-to-end tests in `tests/` all start guests through here.
+//! The QEMU side of Tank's tests and tools: how a board is started in QEMU ([`qemu`]), a
+//! harness that drives a guest over its serial console ([`guest`]) and the test client guest
+//! that mounts the appliance with the kernel's NFS and CIFS clients ([`client`]). `xtask run`,
+//! `xtask bench` and the end-to-end tests in `tests/` all start guests through here.
 
 pub mod console;
+pub mod client;
 pub mod guest;
 pub mod qemu;
 

@@ -1,5 +1,6 @@
 //! The QEMU command line for a board: kernel and initramfs (or UEFI firmware and the flashable
-//! disk image), data disks, network with port forwards, serial console, QMP socket.
+//! disk image), data disks, network with port forwards, socket links to other guests, serial
+//! console, QMP socket.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,30 @@ impl Uefi {
     }
 }
 
+/// Which end of a socket link a guest is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkSide {
+    /// QEMU listens on the port (start this guest first; QEMU takes one peer).
+    Listen,
+    /// QEMU connects to the port when it starts (the listening guest must be running).
+    Connect,
+}
+
+/// A NIC on a QEMU socket network (`-netdev socket`): an ethernet cable between two guests on
+/// this machine through `127.0.0.1:port`, with no root and no host interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketLink {
+    pub side: LinkSide,
+    pub port: u16,
+    /// The NIC model (`-device` name), e.g. `virtio-net-pci`.
+    pub nic: &'static str,
+    /// A fixed MAC address, so each side is recognisable in the other's neighbour table.
+    pub mac: String,
+    /// The MTU the NIC offers the guest (virtio-net `host_mtu`; the guest's driver adopts
+    /// it), or the driver's 1500.
+    pub mtu: Option<u16>,
+}
+
 /// What to boot and how.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
@@ -96,6 +121,11 @@ pub struct QemuConfig {
     pub extra_cmdline: String,
     /// Boot the disk image under OVMF instead of `-kernel`.
     pub uefi: Option<Uefi>,
+    /// The first NIC on QEMU's user network (with the forwards); the test client has none.
+    pub user_network: bool,
+    /// NICs on socket links to other guests, after the user network's NIC (so on the default
+    /// board the first is `eth1`).
+    pub socket_links: Vec<SocketLink>,
 }
 
 impl QemuConfig {
@@ -111,6 +141,8 @@ impl QemuConfig {
             qmp_socket: None,
             extra_cmdline: String::new(),
             uefi: None,
+            user_network: true,
+            socket_links: Vec::new(),
         }
     }
 
@@ -221,21 +253,43 @@ impl QemuConfig {
                 DiskBus::Ahci => cmd.args(["-device", &format!("ide-hd,drive=disk{i},bus=ide.{i},serial={serial}")]),
             };
         }
-        let mut netdev = "user,id=net0".to_string();
-        for f in &self.forwards {
-            netdev.push_str(&format!(
-                ",hostfwd={}:127.0.0.1:{}-:{}",
-                if f.udp { "udp" } else { "tcp" },
-                f.host,
-                f.guest
-            ));
+        if self.user_network {
+            let mut netdev = "user,id=net0".to_string();
+            for f in &self.forwards {
+                netdev.push_str(&format!(
+                    ",hostfwd={}:127.0.0.1:{}-:{}",
+                    if f.udp { "udp" } else { "tcp" },
+                    f.host,
+                    f.guest
+                ));
+            }
+            cmd.args([
+                "-netdev",
+                &netdev,
+                "-device",
+                &format!("{},netdev=net0", q.nic),
+            ]);
         }
-        cmd.args([
-            "-netdev",
-            &netdev,
-            "-device",
-            &format!("{},netdev=net0", q.nic),
-        ]);
+        for (i, link) in self.socket_links.iter().enumerate() {
+            let side = match link.side {
+                LinkSide::Listen => "listen",
+                LinkSide::Connect => "connect",
+            };
+            cmd.args([
+                "-netdev",
+                &format!("socket,id=link{i},{side}=127.0.0.1:{}", link.port),
+                "-device",
+                &format!(
+                    "{},netdev=link{i},mac={}{}",
+                    link.nic,
+                    link.mac,
+                    match link.mtu {
+                        Some(mtu) => format!(",host_mtu={mtu}"),
+                        None => String::new(),
+                    }
+                ),
+            ]);
+        }
         cmd.args(q.extra_args);
         if self.interactive {
             cmd.args(["-serial", "mon:stdio"]);
@@ -329,5 +383,40 @@ mod tests {
         assert!(joined.contains("scsi-hd,drive=disk1"), "{joined}");
         assert!(joined.contains("-append console=ttyS0"), "{joined}");
         assert!(joined.contains("virtio-rng-pci"), "{joined}");
+    }
+
+    #[test]
+    fn socket_links_without_user_network() {
+        let dir = std::env::temp_dir().join(format!("tank-qemu-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["vmlinuz", "initramfs.img"] {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        std::fs::write(dir.join("cmdline"), "console=ttyS0\n").unwrap();
+        let mut cfg = QemuConfig::new(&board::TEST_CLIENT, dir.clone());
+        cfg.user_network = false;
+        cfg.socket_links = vec![SocketLink {
+            side: LinkSide::Connect,
+            port: 41234,
+            nic: "virtio-net-pci",
+            mac: "52:54:00:0a:03:02".into(),
+            mtu: Some(9000),
+        }];
+        let args: Vec<String> = cfg
+            .command()
+            .unwrap()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let joined = args.join(" ");
+        assert!(!joined.contains("user,id=net0"), "{joined}");
+        assert!(
+            joined.contains(
+                "-netdev socket,id=link0,connect=127.0.0.1:41234 \
+                 -device virtio-net-pci,netdev=link0,mac=52:54:00:0a:03:02,host_mtu=9000"
+            ),
+            "{joined}"
+        );
     }
 }

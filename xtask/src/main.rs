@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the image for a board (kernel, initramfs, command line, manifest).
+    /// Build the image for a board (kernel, initramfs, command line, manifest); `--board
+    /// test-client` builds the NFS and SMB tests' client guest.
     Image {
         #[arg(long, default_value = "qemu-x86_64")]
         board: String,
@@ -126,6 +127,9 @@ fn main() {
 
 fn real_main() -> Result<()> {
     match Cli::parse().command {
+        Cmd::Image { board, .. } if board == board::TEST_CLIENT.name => {
+            build_test_client()?;
+        }
         Cmd::Image { board, refresh } => {
             build_image(find_board(&board)?, refresh)?;
         }
@@ -205,8 +209,13 @@ fn show(cmd: &Command) -> String {
 
 /// The static init binary, built for the image.
 fn build_init() -> Result<PathBuf> {
-    let target = "x86_64-unknown-linux-gnu";
     eprintln!("xtask: [1/2] building the init (static, release)");
+    build_static("appliance", "appliance")
+}
+
+/// Builds `package`'s binary `bin` statically linked, in release mode, and returns its path.
+fn build_static(package: &str, bin: &str) -> Result<PathBuf> {
+    let target = "x86_64-unknown-linux-gnu";
     run_cmd(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(root())
@@ -218,16 +227,42 @@ fn build_init() -> Result<PathBuf> {
                 "build",
                 "--release",
                 "--package",
-                "appliance",
+                package,
+                "--bin",
+                bin,
                 "--target",
                 target,
             ]),
     )?;
-    let path = root().join("target").join(target).join("release/appliance");
+    let path = root().join("target").join(target).join("release").join(bin);
     if !path.exists() {
         bail!("the build finished but {} is missing", path.display());
     }
     Ok(path)
+}
+
+/// Builds the test client image (`board::TEST_CLIENT`, the test agent as its init) into
+/// `target/tank/test-client` and returns that folder.
+pub fn build_test_client() -> Result<PathBuf> {
+    let board = &board::TEST_CLIENT;
+    eprintln!("xtask: building the test agent (static, release)");
+    let agent = build_static("tank-test-agent", "tank-agent")?;
+    let out_dir = tank_tests::image_dir(board.name);
+    let manifest = image::build(&image::BuildRequest {
+        board,
+        init_binary: &agent,
+        cache_dir: &root().join("target/kernel-cache"),
+        out_dir: &out_dir,
+        version: env!("CARGO_PKG_VERSION"),
+        refresh: false,
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!(
+        "xtask: test client image in {}: {} modules",
+        out_dir.display(),
+        manifest.modules.len()
+    );
+    Ok(out_dir)
 }
 
 /// Builds the image for `board` into `target/tank/<board>` and returns that folder.
@@ -324,6 +359,8 @@ fn test(args: &[String]) -> Result<()> {
     for board in board::BOARDS.iter().rev() {
         image_dir = build_image(board, false)?;
     }
+    // The second guest of the NFS and SMB tests.
+    build_test_client()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root())
