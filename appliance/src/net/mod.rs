@@ -48,7 +48,7 @@ use settings::{IfaceName, Plan, PlannedMethod};
 pub struct NetSettings {
     /// Sent to DHCP servers (option 12); set on the system elsewhere.
     pub hostname: String,
-    /// The interfaces to configure; empty means DHCP on every ethernet NIC.
+    /// The interfaces configured explicitly; every other ethernet NIC uses DHCP.
     pub interfaces: Vec<IfaceSettings>,
 }
 
@@ -354,7 +354,7 @@ impl Network {
             let wanted = desired(&plan, &links);
             network
                 .inner
-                .reconcile(&mut control, plan.interfaces.is_none(), wanted);
+                .reconcile(&mut control, true, wanted);
         }
         network
     }
@@ -462,7 +462,7 @@ impl Network {
         let wanted = desired(&plan, &links);
         let started = self
             .inner
-            .reconcile(&mut control, plan.interfaces.is_none(), wanted);
+            .reconcile(&mut control, true, wanted);
         // Give static interfaces a moment so that `status` right after shows them configured.
         let deadline = Instant::now() + APPLY_SETTLE;
         for name in started {
@@ -565,17 +565,24 @@ fn dhcp_state(view: &dhcp::machine::View, now: Instant) -> DhcpState {
     }
 }
 
-/// The interfaces a plan asks for, given the links the kernel has now.
+/// The interfaces a plan asks for, given the links the kernel has now: the listed ones as
+/// listed, and every other physical ethernet NIC by DHCP (so configuring one NIC statically
+/// never leaves another unconfigured).
 fn desired(plan: &Plan, links: &[rtnl::Link]) -> BTreeMap<IfaceName, PlannedMethod> {
-    match &plan.interfaces {
-        Some(list) => list.iter().cloned().collect(),
-        None => links
-            .iter()
-            .filter(|l| l.physical_ethernet && !l.loopback)
-            .filter_map(|l| IfaceName::parse(&l.name).ok())
-            .map(|n| (n, PlannedMethod::Dhcp))
-            .collect(),
+    let mut wanted: BTreeMap<IfaceName, PlannedMethod> = plan
+        .interfaces
+        .iter()
+        .flatten()
+        .cloned()
+        .collect();
+    for name in links
+        .iter()
+        .filter(|l| l.physical_ethernet && !l.loopback)
+        .filter_map(|l| IfaceName::parse(&l.name).ok())
+    {
+        wanted.entry(name).or_insert(PlannedMethod::Dhcp);
     }
+    wanted
 }
 
 /// Waits (until `deadline`) for stopping workers, then removes what they left configured.
@@ -911,5 +918,25 @@ mod tests {
             .map(|n| n.to_string())
             .collect();
         assert_eq!(names, ["eth0", "eth1"]);
+
+        // A NIC configured statically leaves the others on DHCP.
+        let eth1 = IfaceName::parse("eth1").unwrap();
+        let static_eth1 = PlannedMethod::Static(settings::StaticConfig {
+            address: Ipv4Addr::new(10, 0, 3, 1),
+            prefix: 24,
+            gateway: None,
+            dns: Vec::new(),
+        });
+        let plan = Plan {
+            hostname: "tank".to_owned(),
+            interfaces: Some(vec![(eth1.clone(), static_eth1.clone())]),
+        };
+        let wanted = desired(&plan, &links);
+        assert_eq!(wanted.get(&eth1), Some(&static_eth1));
+        assert_eq!(
+            wanted.get(&IfaceName::parse("eth0").unwrap()),
+            Some(&PlannedMethod::Dhcp)
+        );
+        assert_eq!(wanted.len(), 2);
     }
 }

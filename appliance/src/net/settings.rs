@@ -77,7 +77,7 @@ pub enum PlannedMethod {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub hostname: String,
-    /// `None` means "DHCP on every ethernet NIC" (the settings listed no interface).
+    /// The interfaces the settings list (`None`: none); every other ethernet NIC uses DHCP.
     pub interfaces: Option<Vec<(IfaceName, PlannedMethod)>>,
 }
 
