@@ -3,8 +3,8 @@
 //! that mounts the appliance with the kernel's NFS and CIFS clients ([`client`]). `xtask run`,
 //! `xtask bench` and the end-to-end tests in `tests/` all start guests through here.
 
-pub mod console;
 pub mod client;
+pub mod console;
 pub mod guest;
 pub mod qemu;
 

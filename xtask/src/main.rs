@@ -353,7 +353,30 @@ fn run(
     Ok(())
 }
 
+/// The host ports the NFS tests forward as they are (Proxmox VE's probes use the well-known
+/// ports): nothing else may hold them.
+const WELL_KNOWN_PORTS: [(u16, &str); 3] = [(111, "rpcbind"), (2049, "nfsd"), (20048, "mountd")];
+
+fn check_ports_free() -> Result<()> {
+    for (port, who) in WELL_KNOWN_PORTS {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+                "port {port} on 127.0.0.1 is taken (a host {who}?): the NFS tests forward it to \
+                 the appliance; stop it first (for rpcbind: systemctl stop rpcbind.socket \
+                 rpcbind.service)"
+            ),
+            Err(e) => bail!(
+                "cannot bind port {port} on 127.0.0.1 ({e}): the tests need root (loop devices, \
+                 well-known ports)"
+            ),
+        }
+    }
+    Ok(())
+}
+
 fn test(args: &[String]) -> Result<()> {
+    check_ports_free()?;
     // Every board has a boot test, so every board's image is built.
     let mut image_dir = PathBuf::new();
     for board in board::BOARDS.iter().rev() {

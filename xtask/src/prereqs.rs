@@ -53,6 +53,21 @@ pub const PREREQS: &[Prereq] = &[
         command: "mkfs.ext4",
         why: "disks holding other data in tests",
     },
+    Prereq {
+        package: "smbclient",
+        command: "smbclient",
+        why: "the SMB tests and benchmark's client",
+    },
+    Prereq {
+        package: "nfs-common",
+        command: "showmount",
+        why: "`showmount --exports`, Proxmox VE's NFS check, in tests",
+    },
+    Prereq {
+        package: "rpcbind",
+        command: "rpcinfo",
+        why: "`rpcinfo -T tcp HOST nfs 4`, Proxmox VE's NFSv4 check, in tests",
+    },
 ];
 
 fn have(check: &str) -> bool {

@@ -352,9 +352,7 @@ impl Network {
         {
             let mut control = lock(&network.inner.control);
             let wanted = desired(&plan, &links);
-            network
-                .inner
-                .reconcile(&mut control, true, wanted);
+            network.inner.reconcile(&mut control, true, wanted);
         }
         network
     }
@@ -460,9 +458,7 @@ impl Network {
         }
         *lock(&self.inner.shared.hostname) = plan.hostname.clone();
         let wanted = desired(&plan, &links);
-        let started = self
-            .inner
-            .reconcile(&mut control, true, wanted);
+        let started = self.inner.reconcile(&mut control, true, wanted);
         // Give static interfaces a moment so that `status` right after shows them configured.
         let deadline = Instant::now() + APPLY_SETTLE;
         for name in started {
@@ -569,12 +565,8 @@ fn dhcp_state(view: &dhcp::machine::View, now: Instant) -> DhcpState {
 /// listed, and every other physical ethernet NIC by DHCP (so configuring one NIC statically
 /// never leaves another unconfigured).
 fn desired(plan: &Plan, links: &[rtnl::Link]) -> BTreeMap<IfaceName, PlannedMethod> {
-    let mut wanted: BTreeMap<IfaceName, PlannedMethod> = plan
-        .interfaces
-        .iter()
-        .flatten()
-        .cloned()
-        .collect();
+    let mut wanted: BTreeMap<IfaceName, PlannedMethod> =
+        plan.interfaces.iter().flatten().cloned().collect();
     for name in links
         .iter()
         .filter(|l| l.physical_ethernet && !l.loopback)

@@ -442,6 +442,81 @@ mod tests {
         assert_eq!(config, sample());
     }
 
+    /// The version 2 encoding of [`sample_v2`] at generation 42, as the first release of
+    /// version 2 saves it. Never regenerate this once released: appliances have it on disk.
+    const GOLDEN_V2: &str = "
+        54414e4b43464700020000002a00000000000000e8010000036e617302046574683001c0a8010a18
+        01c0a80101020101010109090909046574683100010474616e6b3031323334353637383961626364
+        656603056d6564696101808080802803e80764fd0b066261636b757000000000ed03077363726174
+        636800020000ed03010f021e0180e2cfaa0690fecfaa068080808080a0010200000205616c696365
+        e807e80701056d656469614039730e1bf6e10dd01eaac983db4d7c06736f6e617272e907e90700cd
+        9d5738d8900411818d091bb38739d901056d65646961ea0703056d6564696103010a0003001802fd
+        0000000000000000000000000000004001c0a8010720010001066261636b7570000002e807e80700
+        077363726174636801000003e907ea070004484f4d4501010101020302054d65646961056d656469
+        611066696c6d7320616e642073657269657301020005616c69636501056d65646961010006736f6e
+        6172720101010a0003001801010a000309200106736f6e61727201056d65646961b403fd03000205
+        2a2e746d70092e44535f53746f7265066261636b7570066261636b7570000000000000000000e403
+        ed0301000401056d65646961000f000480e2cfaa0603056d6564696101060180f524bce2cfaa0604
+        066261636b7570020300001e0005066261636b75700306041e0180ceda030006614002f1";
+
+    #[test]
+    fn golden_v2_decodes() {
+        let (config, generation) = decode(&unhex(GOLDEN_V2)).unwrap();
+        assert_eq!(generation, 42);
+        assert_eq!(config, sample_v2());
+    }
+
+    /// Only while version 2 is current: the encoder still writes exactly the saved bytes.
+    #[test]
+    fn golden_v2_encodes() {
+        assert_eq!(CURRENT_VERSION, 2);
+        assert_eq!(
+            hex(&encode(&sample_v2(), 42).unwrap()),
+            hex(&unhex(GOLDEN_V2))
+        );
+    }
+
+    /// Intact version 2 envelopes around payloads that break the configuration's rules.
+    #[test]
+    fn invalid_v2_content_is_reported() {
+        let check = |record: ConfigRecordV2, says: &str| {
+            let bytes = with_payload(&postcard::to_allocvec(&record).unwrap());
+            let message = decode(&bytes).unwrap_err().to_string();
+            assert!(message.contains(says), "{says}: {message}");
+        };
+        let mut record = ConfigRecordV2::from(&sample_v2());
+        record.smb.signing = 7;
+        check(record, "smb.signing");
+        let mut record = ConfigRecordV2::from(&sample_v2());
+        record.users.retain(|u| u.name != "sonarr");
+        check(record, "refers to user \"sonarr\"");
+        let mut record = ConfigRecordV2::from(&sample_v2());
+        record.nfs_shares[0].dataset = "gone".into();
+        check(record, "dataset \"gone\"");
+        let mut record = ConfigRecordV2::from(&sample_v2());
+        record.snapshot_tasks[0].retention = v2::RetentionRecordV2::Last(0);
+        check(record, "keep 0");
+        let mut record = ConfigRecordV2::from(&sample_v2());
+        record.users[1].uid = 1000;
+        check(record, "id 1000 is used by both");
+        let mut record = ConfigRecordV2::from(&sample_v2());
+        record.smb_shares[0].hosts_allow = vec![v2::ClientRecordV2::V4 {
+            address: [10, 0, 3, 7],
+            prefix: 24,
+        }];
+        check(record, "host bits");
+    }
+
+    /// A version 1 record migrates to a configuration with no users, shares or tasks.
+    #[test]
+    fn version_1_migrates() {
+        let (config, _) = decode(&unhex(GOLDEN_V1)).unwrap();
+        assert!(config.users.is_empty() && config.nfs_shares.is_empty());
+        assert!(config.smb_shares.is_empty() && config.snapshot_tasks.is_empty());
+        assert_eq!(config.next_task_id, 1);
+        assert_eq!(config.smb, crate::config::SmbGlobal::default());
+    }
+
     #[test]
     fn round_trip() {
         for config in [Config::default(), sample(), sample_v2()] {
