@@ -234,20 +234,26 @@ fn smb_shares_users_and_access() {
     // Dialects: SMB 3.1.1 by default, SMB1 refused.
     let negotiated = smb_ok(
         port,
-        &["//127.0.0.1/media", "-U", alice, "-d", "3", "-c", "ls"],
+        &["//127.0.0.1/media", "-U", alice, "-d", "5", "-c", "ls"],
     );
     assert!(
-        negotiated.contains("SMB3_11"),
+        negotiated.contains("negotiated dialect[SMB3_11]"),
         "no SMB 3.1.1 negotiation seen:\n{negotiated}"
     );
-    let smb1 = smbclient(
+    // A client that speaks only SMB1 (its minimum lowered too, or it refuses by itself).
+    smb_fails(
         port,
-        &["//127.0.0.1/media", "-U", alice, "-m", "NT1", "-c", "ls"],
-    );
-    assert!(
-        !smb1.status.success(),
-        "an SMB1-only client connected:\n{}",
-        text(&smb1)
+        &[
+            "//127.0.0.1/media",
+            "-U",
+            alice,
+            "--option=client min protocol=NT1",
+            "-m",
+            "NT1",
+            "-c",
+            "ls",
+        ],
+        "protocol negotiation failed",
     );
 
     // A password change takes effect at once, without dropping the server.
