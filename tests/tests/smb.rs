@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use tank_tests::console::{create_pool, fails, ok, poweroff, reboot};
 
@@ -224,12 +225,84 @@ fn smb_shares_users_and_access() {
         "NT_STATUS_ACCESS_DENIED",
     );
 
-    // Browsing lists the shares (srvsvc over IPC$).
+    // Supplementary groups reach the kernel: alice may write where only her group may.
+    ok(&mut guest, "dataset create team owner 0:1003 mode 0770");
+    ok(&mut guest, "smb share add team veto *.tmp browseable no");
+    let put = |name: &str| format!("put {} {name}", local.display());
+    smb_ok(
+        port,
+        &["//127.0.0.1/team", "-U", alice, "-c", &put("plan.bin")],
+    );
+    smb_fails(
+        port,
+        &[
+            "//127.0.0.1/team",
+            "-U",
+            "bob%bob-Pw1",
+            "-c",
+            &put("bob.bin"),
+        ],
+        "NT_STATUS_ACCESS_DENIED",
+    );
+    // A vetoed name can be neither created nor seen.
+    let vetoed = smbclient(
+        port,
+        &["//127.0.0.1/team", "-U", alice, "-c", &put("scratch.tmp")],
+    );
+    assert!(
+        !vetoed.status.success(),
+        "a vetoed file was written:\n{}",
+        text(&vetoed)
+    );
+    let team = ok(&mut guest, "file list team");
+    assert!(
+        team.contains("plan.bin") && !team.contains("scratch.tmp"),
+        "{team}"
+    );
+
+    // Browsing lists the shares (srvsvc over IPC$), but not the hidden one.
     let listing = smb_ok(port, &["-L", "//127.0.0.1", "-U", alice]);
     for share in ["media", "arr", "public", "lan", "IPC$"] {
         assert!(listing.contains(share), "{share} not listed:\n{listing}");
     }
+    assert!(
+        !listing.contains("team"),
+        "a hidden share is listed:\n{listing}"
+    );
     assert!(listing.contains("films and series"), "{listing}");
+
+    // Encryption when the client asks for it.
+    smb_ok(
+        port,
+        &[
+            "//127.0.0.1/media",
+            "-U",
+            alice,
+            "--client-protection=encrypt",
+            "-c",
+            "ls",
+        ],
+    );
+
+    // Repeated bad passwords: after three, the server makes each failure wait 5 s.
+    for _ in 0..3 {
+        smb_fails(
+            port,
+            &["//127.0.0.1/media", "-U", "bob%nope", "-c", "ls"],
+            "NT_STATUS_LOGON_FAILURE",
+        );
+    }
+    let started = Instant::now();
+    smb_fails(
+        port,
+        &["//127.0.0.1/media", "-U", "bob%nope", "-c", "ls"],
+        "NT_STATUS_LOGON_FAILURE",
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the fourth bad password was answered in {:?}",
+        started.elapsed()
+    );
 
     // Dialects: SMB 3.1.1 by default, SMB1 refused.
     let negotiated = smb_ok(
