@@ -26,12 +26,12 @@ pub mod sharing;
 pub mod snapshots;
 pub mod store;
 
-pub use accounts::{GroupConfig, GroupName, UserConfig, UserName};
+pub use accounts::{GroupName, UserName};
 pub use model::{
     check_hostname, check_iface_name, Config, DatasetConfig, NetIface, NetMethod, PoolConfig,
     ScrubSchedule, ScrubSummary,
 };
 pub use names::{Compression, DatasetName, Gid, Mode, PoolName, Size, Uid};
-pub use sharing::{ClientSpec, NfsShare, Principal, ShareName, SmbGlobal, SmbShare, Squash};
-pub use snapshots::{Retention, Schedule, SnapshotName, SnapshotTask};
+pub use sharing::{ClientSpec, Principal, ShareName};
+pub use snapshots::{Retention, Schedule, SnapshotName};
 pub use store::Store;

@@ -325,7 +325,7 @@ pub fn parse_smb(rest: &[&str]) -> Result<SmbRequest, ParseError> {
         ["share", "list"] | ["share"] | ["list"] => Ok(SmbRequest::ShareList),
         ["share", "add", name, opts @ ..] => Ok(SmbRequest::ShareAdd {
             name: share(name)?,
-            options: smb_share_options(opts)?,
+            options: Box::new(smb_share_options(opts)?),
         }),
         ["share", "set", name, opts @ ..] => {
             let options = smb_share_options(opts)?;
@@ -337,7 +337,7 @@ pub fn parse_smb(rest: &[&str]) -> Result<SmbRequest, ParseError> {
             }
             Ok(SmbRequest::ShareSet {
                 name: share(name)?,
-                options,
+                options: Box::new(options),
             })
         }
         ["share", "remove" | "rm", name] => Ok(SmbRequest::ShareRemove { name: share(name)? }),

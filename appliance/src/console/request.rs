@@ -267,11 +267,11 @@ pub enum SmbRequest {
     ShareList,
     ShareAdd {
         name: ShareName,
-        options: SmbShareOptions,
+        options: Box<SmbShareOptions>,
     },
     ShareSet {
         name: ShareName,
-        options: SmbShareOptions,
+        options: Box<SmbShareOptions>,
     },
     ShareRemove {
         name: ShareName,

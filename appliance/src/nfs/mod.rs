@@ -138,11 +138,6 @@ impl NfsService {
         log::info!("nfs: server stopped");
     }
 
-    /// The exports and their client lists, for MOUNT's EXPORT.
-    pub fn mount_list(&self) -> Vec<(String, Vec<String>)> {
-        self.upcalls.table().mount_list()
-    }
-
     /// One line for `status`.
     pub fn status_line(&self) -> String {
         use std::sync::atomic::Ordering;

@@ -85,8 +85,6 @@ pub enum Failure {
     ProcUnavail,
     /// The arguments did not decode.
     GarbageArgs(XdrError),
-    /// Something on our side failed; the text says what.
-    SystemErr(String),
     /// The procedure sends no reply (portmapper CALLIT over UDP).
     NoReply,
 }
@@ -242,10 +240,6 @@ impl Service {
                     )
                 });
                 Accepted::GarbageArgs
-            }
-            Ok(Err(Failure::SystemErr(why))) => {
-                log::error!("{name}: procedure {} failed: {why}", call.proc_);
-                Accepted::SystemErr
             }
             Ok(Err(Failure::NoReply)) => return None,
             Err(_) => {

@@ -30,7 +30,6 @@ pub mod event {
 
 /// Global flags of the startup request.
 pub mod global {
-    pub const LEASES: u32 = 1 << 0;
     pub const ENCRYPTION: u32 = 1 << 1;
     pub const ENCRYPTION_OFF: u32 = 1 << 3;
 }
@@ -65,7 +64,6 @@ pub mod tree {
     pub const NO_SHARE: u16 = 2;
     pub const INVALID_USER: u16 = 4;
     pub const HOST_DENIED: u16 = 5;
-    pub const ERROR: u16 = 9;
 
     pub const GUEST_ACCOUNT: u16 = 1 << 0;
     pub const READ_ONLY: u16 = 1 << 1;
@@ -73,18 +71,8 @@ pub mod tree {
     pub const UPDATE: u16 = 1 << 4;
 }
 
-/// Tree connect request flags: the connection is IPv6.
-pub const TREE_REQUEST_IPV6: u16 = 1 << 0;
-
-/// RPC statuses.
-pub mod rpc {
-    pub const OK: u32 = 0;
-    pub const ENOTIMPLEMENTED: u32 = 0x40;
-}
-
 pub const ACCOUNT_LEN: usize = 48;
 pub const SHARE_NAME_LEN: usize = 64;
-pub const HASH_LEN: usize = 18;
 
 pub const STARTUP_SIZE: usize = 744;
 pub const LOGIN_REQUEST_SIZE: usize = 116;

@@ -39,7 +39,7 @@ pub fn list_in(sys_block: &Path) -> Vec<Disk> {
             Some(read_disk(&e.path(), name))
         })
         .collect();
-    disks.sort_by(|a, b| natural_key(&a.name).cmp(&natural_key(&b.name)));
+    disks.sort_by_key(|d| natural_key(&d.name));
     disks
 }
 

@@ -514,7 +514,7 @@ mod tests {
         assert!(config.users.is_empty() && config.nfs_shares.is_empty());
         assert!(config.smb_shares.is_empty() && config.snapshot_tasks.is_empty());
         assert_eq!(config.next_task_id, 1);
-        assert_eq!(config.smb, crate::config::SmbGlobal::default());
+        assert_eq!(config.smb, crate::config::sharing::SmbGlobal::default());
     }
 
     #[test]

@@ -190,7 +190,7 @@ impl From<&PoolConfig> for PoolRecordV1 {
 }
 
 impl PoolRecordV1 {
-    pub(super) fn to_model(self) -> Result<PoolConfig, ContentError> {
+    pub(super) fn into_model(self) -> Result<PoolConfig, ContentError> {
         Ok(PoolConfig {
             name: field(|| "pool name".to_owned(), PoolName::parse(&self.name))?,
             uuid: self.uuid,
@@ -217,7 +217,7 @@ impl From<&DatasetConfig> for DatasetRecordV1 {
 }
 
 impl DatasetRecordV1 {
-    pub(super) fn to_model(self, index: usize) -> Result<DatasetConfig, ContentError> {
+    pub(super) fn into_model(self, index: usize) -> Result<DatasetConfig, ContentError> {
         Ok(DatasetConfig {
             name: field(
                 || format!("datasets[{index}].name"),

@@ -171,7 +171,7 @@ impl From<&ClientSpec> for ClientRecordV2 {
 
 impl ClientRecordV2 {
     /// Parses through [`ClientSpec::parse`] so a record obeys the console's rules.
-    fn to_model(self, at: &dyn Fn() -> String) -> Result<ClientSpec, ContentError> {
+    fn into_model(self, at: &dyn Fn() -> String) -> Result<ClientSpec, ContentError> {
         let text = match self {
             ClientRecordV2::Everyone => return Ok(ClientSpec::Everyone),
             ClientRecordV2::V4 { address, prefix } => {
@@ -195,7 +195,7 @@ fn clients_model(
 ) -> Result<Vec<ClientSpec>, ContentError> {
     list.into_iter()
         .enumerate()
-        .map(|(i, c)| c.to_model(&|| at(i)))
+        .map(|(i, c)| c.into_model(&|| at(i)))
         .collect()
 }
 
@@ -261,7 +261,7 @@ fn pick<T: Copy>(value: u8, options: &[T]) -> Result<T, OutOfRange> {
 }
 
 impl SmbGlobalRecordV2 {
-    fn to_model(self) -> Result<SmbGlobal, ContentError> {
+    fn into_model(self) -> Result<SmbGlobal, ContentError> {
         Ok(SmbGlobal {
             workgroup: field(
                 || "smb.workgroup".to_owned(),
@@ -395,12 +395,12 @@ impl TryFrom<ConfigRecordV2> for Config {
     type Error = ContentError;
 
     fn try_from(record: ConfigRecordV2) -> Result<Config, ContentError> {
-        let pool = record.pool.map(PoolRecordV1::to_model).transpose()?;
+        let pool = record.pool.map(PoolRecordV1::into_model).transpose()?;
         let datasets = record
             .datasets
             .into_iter()
             .enumerate()
-            .map(|(i, d)| d.to_model(i))
+            .map(|(i, d)| d.into_model(i))
             .collect::<Result<Vec<_>, _>>()?;
         let mut users = Vec::with_capacity(record.users.len());
         for (i, u) in record.users.into_iter().enumerate() {
@@ -531,7 +531,7 @@ impl TryFrom<ConfigRecordV2> for Config {
             users,
             groups,
             nfs_shares,
-            smb: record.smb.to_model()?,
+            smb: record.smb.into_model()?,
             smb_shares,
             snapshot_tasks,
             next_task_id: record.next_task_id,

@@ -477,6 +477,18 @@ impl Appliance {
                     state: self.nfs_status(),
                 },
                 ServiceLine {
+                    name: "rpc",
+                    state: match &self.rpc {
+                        Some(rpc) => format!(
+                            "rpcbind on port {}, MOUNT on port {} (tcp and udp)",
+                            rpc.rpcbind_port(),
+                            rpc.mount_port()
+                        ),
+                        None if self.modules.is_none() => "waiting for drivers".into(),
+                        None => "FAILED (see 'log')".into(),
+                    },
+                },
+                ServiceLine {
                     name: "smb",
                     state: self.smb_status(),
                 },

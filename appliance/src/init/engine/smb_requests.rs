@@ -319,7 +319,7 @@ impl Appliance {
                     ));
                 }
                 let mut share = SmbShare::new(name, dataset);
-                self.smb_apply_options(&mut share, options)?;
+                self.smb_apply_options(&mut share, *options)?;
                 let mut new = self.config.clone();
                 new.smb_shares.push(share.clone());
                 self.change_sharing(new)?;
@@ -338,7 +338,7 @@ impl Appliance {
                     ));
                 };
                 let mut share = new.smb_shares[index].clone();
-                self.smb_apply_options(&mut share, options)?;
+                self.smb_apply_options(&mut share, *options)?;
                 new.smb_shares[index] = share.clone();
                 self.change_sharing(new)?;
                 Ok(self.smb_done("changed", &share))

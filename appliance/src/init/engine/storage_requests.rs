@@ -34,7 +34,7 @@ impl Appliance {
             degraded: assembled.degraded,
         };
         self.pool_since = Some(storage::now());
-        match Store::open(&crate::storage::config_dir()) {
+        match Store::open(crate::storage::config_dir()) {
             Ok((store, loaded)) => {
                 for w in &loaded.warnings {
                     log::warn!("configuration: {w}");
