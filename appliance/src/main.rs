@@ -16,6 +16,8 @@ mod rpc;
 mod smb;
 mod storage;
 mod system;
+#[cfg(test)]
+mod testing;
 
 use std::path::Path;
 

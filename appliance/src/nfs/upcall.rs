@@ -331,30 +331,16 @@ mod tests {
             b"ip:10.0.3.2 /mnt/tank/vms\n",
             b"ip:10.0.3.2 7 \\x0001000000000000010101010101010101010101010101\n",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::testing::Rng(0x2545_f491_4f6c_dd1d);
         for round in 0..20_000 {
             let cache = CHANNELS[round % 3];
-            let mut line: Vec<u8> = seeds[(next() % 3) as usize].to_vec();
-            for _ in 0..(next() % 6) {
-                let at = (next() as usize) % line.len().max(1);
-                match next() % 4 {
-                    0 if !line.is_empty() => line[at] = next() as u8,
-                    1 => line.insert(at, next() as u8),
-                    2 if !line.is_empty() => {
-                        line.remove(at);
-                    }
-                    _ => line.truncate(at),
-                }
-            }
-            if next() % 10 == 0 {
-                line = (0..(next() % 64)).map(|_| next() as u8).collect();
-            }
+            let line = if rng.below(10) == 0 {
+                let len = rng.below(64);
+                rng.bytes(len)
+            } else {
+                let seed = seeds[rng.below(seeds.len())];
+                rng.mutate(seed)
+            };
             let _ = answer(&t, cache, &line, &c);
         }
         assert!(c.dropped.load(Ordering::Relaxed) > 0);

@@ -23,30 +23,12 @@ use super::test_util::{
 use super::xdr::XdrReader;
 use super::{start_with, RpcConfig, Timeouts, MOUNT_PROGRAM, RPCBIND_PROGRAM};
 
-/// xorshift64: small, seeded, reproducible.
-struct Rng(u64);
+use crate::testing::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    /// A mutation of a random member of `corpus`.
-    fn mutant(&mut self, corpus: &[Vec<u8>]) -> Vec<u8> {
-        let seed = &corpus[self.below(corpus.len())];
-        mutate(self, seed)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
+/// A mutation of a random member of `corpus`.
+fn mutant(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
+    let seed = &corpus[rng.below(corpus.len())];
+    mutate(rng, seed)
 }
 
 /// Words that sit on the decoders' boundaries.
@@ -217,7 +199,7 @@ fn decoders_and_handlers_survive_mutated_and_random_messages() {
             let n = rng.below(200);
             rng.bytes(n)
         } else {
-            rng.mutant(&corpus)
+            mutant(&mut rng, &corpus)
         };
         let _ = decode_call(&msg);
         let ctx = &contexts[round % contexts.len()];
@@ -332,7 +314,7 @@ fn live_services_survive_garbage() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     for round in 0..2_000 {
-        let msg = rng.mutant(&corpus);
+        let msg = mutant(&mut rng, &corpus);
         let target = if round % 2 == 0 { rpcbind } else { mount };
         udp.send_to(&msg, target).unwrap();
     }
@@ -341,7 +323,7 @@ fn live_services_survive_garbage() {
         let mut stream = TcpStream::connect(target).unwrap();
         let mut bytes = Vec::new();
         for _ in 0..3 {
-            bytes.extend(frame(&rng.mutant(&corpus)).unwrap());
+            bytes.extend(frame(&mutant(&mut rng, &corpus)).unwrap());
         }
         let bytes = if round % 3 == 0 {
             mutate(&mut rng, &bytes)

@@ -332,16 +332,10 @@ mod tests {
         short[0] = 200;
         assert!(matches!(&split(&short)[..], [Incoming::Malformed(_)]));
         assert!(split(&[0; 7]).is_empty());
-        let mut state = 0x1234_5678_9abc_def1u64;
+        let mut rng = crate::testing::Rng(0x1234_5678_9abc_def1);
+        let valid = datagram(0x1c, 4, 4, &[0; 116]);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let mut d = datagram(0x1c, 4, 4, &[0; 116]);
-            let at = (state % d.len() as u64) as usize;
-            d[at] = (state >> 8) as u8;
-            let cut = (state >> 16) as usize % (d.len() + 1);
-            let _ = split(&d[..cut]);
+            let _ = split(&rng.mutate(&valid));
         }
     }
 }

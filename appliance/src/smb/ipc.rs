@@ -637,17 +637,11 @@ pub mod tests {
     /// Random bodies for every event never panic.
     #[test]
     fn fuzz() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::testing::Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..50_000 {
-            let event = (next() % 20) as u16;
-            let len = (next() % 400) as usize;
-            let body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let event = rng.below(20) as u16;
+            let len = rng.below(400);
+            let body = rng.bytes(len);
             let _ = decode(event, &body);
         }
     }

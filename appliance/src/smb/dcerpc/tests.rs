@@ -650,21 +650,7 @@ fn smbclient_listing_through_dispatch() {
     assert_eq!((status, body), (0, listing));
 }
 
-/// A seeded xorshift generator, as the repository's other fuzz tests use.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use crate::testing::Rng;
 
 /// Whether `handle` refuses input after a protocol error (an empty write tells).
 fn is_broken_handle(pipes: &mut Pipes, handle: u32, ctx: &Context) -> bool {
