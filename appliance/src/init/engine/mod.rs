@@ -295,6 +295,9 @@ impl Appliance {
                 new.validate().map_err(|e| e.to_string())?;
                 self.set_hostname(&name)?;
                 self.commit(new)?;
+                // The SMB server announces the host name: a new one restarts it.
+                let config = self.config.clone();
+                self.apply_smb(&config);
                 Ok(Reply::Done(format!("host name set to {}", self.hostname)))
             }
             Request::Network(NetworkRequest::Show) => Ok(Reply::Network(self.links())),
