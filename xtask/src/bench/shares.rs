@@ -32,6 +32,9 @@ const SOURCE_PORT: u16 = 5002;
 /// How long one `network perf` keeps them open (`diag::ARMED_FOR`).
 const ARMED_FOR: Duration = Duration::from_secs(300);
 
+/// Each figure is the best of this many rounds (the machine is shared: a round can stall).
+const ROUNDS: usize = 2;
+
 /// The pattern seed of the benchmark's files.
 const SEED: u64 = 4242;
 
@@ -39,7 +42,8 @@ const SEED: u64 = 4242;
 const SMB_USER: &str = "alice";
 const SMB_PASSWORD: &str = "bench-Pw1";
 
-/// One transfer next to a plain TCP stream of the same size over the same path.
+/// One transfer next to a plain TCP stream of the same size over the same path, each the best
+/// of [`ROUNDS`].
 #[derive(Serialize, Default, Clone, Copy)]
 pub struct Versus {
     pub mib_s: f64,
@@ -48,15 +52,32 @@ pub struct Versus {
     pub ratio: f64,
 }
 
-impl Versus {
-    fn new(mib_s: f64, tcp_mib_s: f64) -> Self {
+/// The rates of each round in one direction, MiB/s.
+#[derive(Default)]
+struct Rounds {
+    protocol: Vec<f64>,
+    tcp: Vec<f64>,
+}
+
+impl Rounds {
+    fn push(&mut self, protocol: f64, tcp: f64) {
+        self.protocol.push(protocol);
+        self.tcp.push(tcp);
+    }
+
+    /// The best of each, and their ratio.
+    fn best(&self) -> Versus {
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        let (mib_s, tcp_mib_s) = (max(&self.protocol), max(&self.tcp));
         Versus {
             mib_s,
             tcp_mib_s,
             ratio: mib_s / tcp_mib_s.max(1e-9),
         }
     }
+}
 
+impl Versus {
     /// `12.3 MiB/s (TCP 20.1 MiB/s, ratio 0.61)`.
     pub fn show(&self) -> String {
         format!(
@@ -96,7 +117,7 @@ pub fn share_figures(
     let link = Link::new()?;
     let disks = tank_tests::fresh_disks("bench-shares", &[2 << 30, 2 << 30]);
     let mut config = QemuConfig::new(board, image_dir.to_path_buf());
-    config.disks = disks;
+    config.disks = disks.clone();
     config.accel = Accel::from_env().map_err(anyhow::Error::msg)?;
     config.socket_links = vec![link.listen_nic()];
     let mut ports = Vec::new();
@@ -130,6 +151,10 @@ pub fn share_figures(
     let smb = smb_figures(ports[0], ports[1], ports[2], scratch)?;
     nas.send(b"poweroff\r")?;
     let _ = nas.wait_exit(Duration::from_secs(60));
+    drop(nas);
+    if let Some(dir) = disks.first().and_then(|d| d.parent()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok((nfs, smb))
 }
 
@@ -141,8 +166,8 @@ fn prepare_appliance(nas: &mut Guest, link: &Link) -> Result<()> {
     for line in [
         "dataset create vms compression none".to_string(),
         format!(
-            "nfs share add vms clients {}/{} no_root_squash",
-            link.connect_ip, link.prefix
+            "nfs share add vms clients {} no_root_squash",
+            link.connect_ip
         ),
         "dataset create media compression none mode 0777".into(),
         "smb share add media".into(),
@@ -186,35 +211,39 @@ fn nfs_figures(c: &mut Client, link: &Link) -> Result<NfsFigures> {
     // The first open waits out the server's grace period: not part of the figure.
     c.write("/mnt/vms/warm-up.bin", 1 << 20, 1)?;
 
-    let sent = c.tcp_send(&link.listen_addr(SINK_PORT), PAYLOAD)?;
-    ensure!(
-        sent.bytes == PAYLOAD && sent.fields.text("acked").as_deref() == Some("yes"),
-        "the sink did not take the stream: {:?}",
-        sent.fields
-    );
     let path = "/mnt/vms/bench.bin";
     let want = pattern::sha256_hex(SEED, PAYLOAD);
-    let w = c.write(path, PAYLOAD, SEED)?;
-    ensure!(w.sha256 == want, "NFS write: {:?}", w.fields);
-
-    let got = c.tcp_recv(&link.listen_addr(SOURCE_PORT))?;
-    ensure!(
-        got.bytes == PAYLOAD,
-        "the source sent {} bytes, not {PAYLOAD}",
-        got.bytes
-    );
-    let r = c.read(path)?;
-    ensure!(
-        r.sha256 == want && r.fields.text("dropped").as_deref() == Some("yes"),
-        "NFS read (the file must come back whole, past a dropped cache): {:?}",
-        r.fields
-    );
+    let (mut write, mut read) = (Rounds::default(), Rounds::default());
+    for _ in 0..ROUNDS {
+        let sent = c.tcp_send(&link.listen_addr(SINK_PORT), PAYLOAD)?;
+        ensure!(
+            sent.bytes == PAYLOAD && sent.fields.text("acked").as_deref() == Some("yes"),
+            "the sink did not take the stream: {:?}",
+            sent.fields
+        );
+        let w = c.write(path, PAYLOAD, SEED)?;
+        ensure!(w.sha256 == want, "NFS write: {:?}", w.fields);
+        let got = c.tcp_recv(&link.listen_addr(SOURCE_PORT))?;
+        ensure!(
+            got.bytes == PAYLOAD,
+            "the source sent {} bytes, not {PAYLOAD}",
+            got.bytes
+        );
+        let r = c.read(path)?;
+        ensure!(
+            r.sha256 == want && r.fields.text("dropped").as_deref() == Some("yes"),
+            "NFS read (the file must come back whole, past a dropped cache): {:?}",
+            r.fields
+        );
+        write.push(w.mib_s, sent.mib_s);
+        read.push(r.mib_s, got.mib_s);
+    }
     c.umount("/mnt/vms", Umount::Normal)?;
     Ok(NfsFigures {
         payload_bytes: PAYLOAD,
         link_mtu: link.mtu,
-        write: Versus::new(w.mib_s, sent.mib_s),
-        read: Versus::new(r.mib_s, got.mib_s),
+        write: write.best(),
+        read: read.best(),
     })
 }
 
@@ -226,22 +255,38 @@ fn smb_figures(smb: u16, sink: u16, source: u16, scratch: &Path) -> Result<SmbFi
     let down = scratch.join("get.bin");
     std::fs::write(&up, &data).with_context(|| format!("writing {}", up.display()))?;
 
-    let tcp_up = tcp_upload(sink, &data)?;
-    let out = smbclient(smb, &format!("put {} bench.bin", up.display()))?;
-    let put = smbclient_mib_s(&out).with_context(|| format!("no rate in smbclient's output:\n{out}"))?;
-
-    let tcp_down = tcp_download(source, PAYLOAD)?;
-    let out = smbclient(smb, &format!("get bench.bin {}", down.display()))?;
-    let get = smbclient_mib_s(&out).with_context(|| format!("no rate in smbclient's output:\n{out}"))?;
-    ensure!(
-        std::fs::read(&down)? == data,
-        "the file smbclient got back differs from the one it put"
-    );
+    let rate = |out: String| {
+        smbclient_mib_s(&out).with_context(|| format!("no rate in smbclient's output:\n{out}"))
+    };
+    let (mut put, mut get) = (Rounds::default(), Rounds::default());
+    for _ in 0..ROUNDS {
+        let tcp = tcp_upload(sink, &data)?;
+        put.push(
+            rate(smbclient(
+                smb,
+                &format!("put \"{}\" bench.bin", up.display()),
+            )?)?,
+            tcp,
+        );
+        let tcp = tcp_download(source, PAYLOAD)?;
+        let _ = std::fs::remove_file(&down);
+        get.push(
+            rate(smbclient(
+                smb,
+                &format!("get bench.bin \"{}\"", down.display()),
+            )?)?,
+            tcp,
+        );
+        ensure!(
+            std::fs::read(&down)? == data,
+            "the file smbclient got back differs from the one it put"
+        );
+    }
     let _ = std::fs::remove_dir_all(scratch);
     Ok(SmbFigures {
         payload_bytes: PAYLOAD,
-        put: Versus::new(put, tcp_up),
-        get: Versus::new(get, tcp_down),
+        put: put.best(),
+        get: get.best(),
     })
 }
 
@@ -297,7 +342,9 @@ fn tcp_upload(port: u16, data: &[u8]) -> Result<f64> {
     stream.write_all(data).context("streaming to the sink")?;
     stream.shutdown(Shutdown::Write)?;
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).context("the sink's answer")?;
+    stream
+        .read_to_string(&mut answer)
+        .context("the sink's answer")?;
     let took = started.elapsed();
     ensure!(
         sink_count(&answer) == Some(data.len() as u64),
@@ -347,12 +394,16 @@ mod tests {
 
     #[test]
     fn smbclient_rates() {
+        // smbclient 4.17's lines.
         let put = "putting file /tmp/put.bin as \\bench.bin (8192.0 kb/s) (average 8192.0 kb/s)\n";
         assert_eq!(smbclient_mib_s(put), Some(8.0));
         let get = "getting file \\bench.bin of size 33554432 as /tmp/get.bin \
                    (3072.5 KiloBytes/sec) (average 3072.5 KiloBytes/sec)\n";
         assert_eq!(smbclient_mib_s(get), Some(3072.5 / 1024.0));
-        assert_eq!(smbclient_mib_s("NT_STATUS_ACCESS_DENIED opening remote file"), None);
+        assert_eq!(
+            smbclient_mib_s("NT_STATUS_ACCESS_DENIED opening remote file"),
+            None
+        );
         assert_eq!(smbclient_mib_s("(fast kb/s)"), None);
     }
 
@@ -365,7 +416,10 @@ mod tests {
 
     #[test]
     fn ratios() {
-        let v = Versus::new(5.0, 10.0);
+        let mut r = Rounds::default();
+        r.push(4.0, 10.0);
+        r.push(5.0, 8.0);
+        let v = r.best();
         assert_eq!(v.ratio, 0.5);
         assert_eq!(v.show(), "5.0 MiB/s (TCP 10.0 MiB/s, ratio 0.50)");
     }
