@@ -388,7 +388,7 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
         ("NFS sequential write", bench.nfs.write.show()),
         ("NFS sequential read", bench.nfs.read.show()),
         (
-            "SMB payload (smbclient, host forward)",
+            "SMB payload (host smbclient)",
             format!("{} MiB", bench.smb.payload_bytes >> 20),
         ),
         ("SMB put", bench.smb.put.show()),

@@ -370,16 +370,7 @@ fn tcp_download(port: u16, expect: u64) -> Result<f64> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .with_context(|| format!("connecting to the source's forward, port {port}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(300)))?;
-    let mut buf = vec![0u8; 256 << 10];
-    let mut total = 0u64;
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => total += n as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).context("reading the source"),
-        }
-    }
+    let total = std::io::copy(&mut stream, &mut std::io::sink()).context("reading the source")?;
     let took = started.elapsed();
     ensure!(
         total == expect,
