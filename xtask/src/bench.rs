@@ -1,9 +1,12 @@
 //! `cargo xtask bench`: image sizes (and the flashable disk image's), boot time under TCG
-//! (direct kernel boot, and firmware to prompt under OVMF), memory at the prompt, and the
-//! smallest guest memory that reaches the prompt. Prints a table and writes JSON.
+//! (direct kernel boot, and firmware to prompt under OVMF), memory at the prompt, the
+//! smallest guest memory that reaches the prompt, storage, and NFS and SMB throughput against
+//! plain TCP (`shares`). Prints a table and writes JSON.
+
+mod shares;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -40,6 +43,10 @@ struct Bench {
     smallest_ram_mib: Option<u32>,
     storage: StorageFigures,
     disk: DiskFigures,
+    nfs: shares::NfsFigures,
+    smb: shares::SmbFigures,
+    /// The whole benchmark, builds included, wall clock.
+    run_seconds: f64,
 }
 
 #[derive(Serialize, Default)]
@@ -112,14 +119,9 @@ fn number_after(text: &str, key: &str) -> Option<f64> {
         .ok()
 }
 
-/// Pool creation time and scrub throughput against a raw read of one member.
-fn storage_figures(board: &'static board::Board, image_dir: &Path) -> Result<StorageFigures> {
-    let disks = tank_tests::fresh_disks("bench-storage", &[2 << 30, 2 << 30]);
-    let mut config = QemuConfig::new(board, image_dir.to_path_buf());
-    config.disks = disks;
-    config.accel = Accel::from_env().map_err(anyhow::Error::msg)?;
-    let mut guest = Guest::start(config, "bench-storage")?;
-    guest.wait_prompt(Duration::from_secs(120))?;
+/// Waits until the appliance has looked for a pool and found none, then creates `tank`
+/// mirrored over the first two disks; returns what `pool create` printed and the members.
+fn create_pool(guest: &mut Guest) -> Result<(String, [String; 2])> {
     let t = Duration::from_secs(600);
     guest.run_until("status", Duration::from_secs(120), |s| {
         s.contains("no pool")
@@ -138,6 +140,20 @@ fn storage_figures(board: &'static board::Board, image_dir: &Path) -> Result<Sto
         &format!("pool create tank mirror {} {}", names[0], names[1]),
         t,
     )?;
+    anyhow::ensure!(out.contains("created"), "pool create failed:\n{out}");
+    Ok((out, [names[0].clone(), names[1].clone()]))
+}
+
+/// Pool creation time and scrub throughput against a raw read of one member.
+fn storage_figures(board: &'static board::Board, image_dir: &Path) -> Result<StorageFigures> {
+    let disks = tank_tests::fresh_disks("bench-storage", &[2 << 30, 2 << 30]);
+    let mut config = QemuConfig::new(board, image_dir.to_path_buf());
+    config.disks = disks;
+    config.accel = Accel::from_env().map_err(anyhow::Error::msg)?;
+    let mut guest = Guest::start(config, "bench-storage")?;
+    guest.wait_prompt(Duration::from_secs(120))?;
+    let t = Duration::from_secs(600);
+    let (out, members) = create_pool(&mut guest)?;
     let mut fig = StorageFigures {
         pool_create_s: number_after(&out, "created in")
             .with_context(|| format!("pool create: {out}"))?,
@@ -151,7 +167,7 @@ fn storage_figures(board: &'static board::Board, image_dir: &Path) -> Result<Sto
         s.contains("last scrub finished")
     })?;
     fig.scrub_mib_s = number_after(&out, "scrubbed at").with_context(|| format!("scrub: {out}"))?;
-    let out = guest.run(&format!("disk readtest {} 256M", names[0]), t)?;
+    let out = guest.run(&format!("disk readtest {} 256M", members[0]), t)?;
     fig.raw_read_mib_s =
         number_after(&out, "sequential read").with_context(|| format!("readtest: {out}"))?;
     fig.scrub_to_raw_ratio = fig.scrub_mib_s / fig.raw_read_mib_s.max(1e-9);
@@ -205,7 +221,10 @@ fn boot_once(
 }
 
 pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
+    let started = Instant::now();
     let image_dir = crate::build_image(board, false)?;
+    // The NFS figures' client guest.
+    crate::build_test_client()?;
     let manifest = image::Manifest::load(&image_dir.join("manifest.json"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let size = |f: &str| {
@@ -258,6 +277,14 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
 
     eprintln!("bench: the disk image under OVMF (firmware to prompt)");
     bench.disk = disk_figures(board, &image_dir)?;
+
+    eprintln!(
+        "bench: NFS from the test client and SMB from smbclient, against plain TCP ({} MiB)",
+        shares::PAYLOAD >> 20
+    );
+    let scratch = crate::root().join("target/tank-test-runs/bench-shares-files");
+    (bench.nfs, bench.smb) = shares::share_figures(board, &image_dir, &scratch)?;
+    bench.run_seconds = started.elapsed().as_secs_f64();
 
     let rows = [
         (
@@ -346,6 +373,29 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
                 .smallest_ram_mib
                 .map(|m| format!("{m} MiB"))
                 .unwrap_or_else(|| "none of 64/96/128".into()),
+        ),
+        (
+            "NFS payload (client guest, vers=4.2)",
+            format!(
+                "{} MiB, link MTU {}",
+                bench.nfs.payload_bytes >> 20,
+                bench
+                    .nfs
+                    .link_mtu
+                    .map_or_else(|| "1500".to_string(), |m| m.to_string())
+            ),
+        ),
+        ("NFS sequential write", bench.nfs.write.show()),
+        ("NFS sequential read", bench.nfs.read.show()),
+        (
+            "SMB payload (host smbclient)",
+            format!("{} MiB", bench.smb.payload_bytes >> 20),
+        ),
+        ("SMB put", bench.smb.put.show()),
+        ("SMB get", bench.smb.get.show()),
+        (
+            "bench run time (builds included)",
+            format!("{:.0} s", bench.run_seconds),
         ),
     ];
     println!(

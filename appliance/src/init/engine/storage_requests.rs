@@ -450,7 +450,7 @@ impl Appliance {
                 if !confirmed {
                     return Ok(Reply::Confirm {
                         question: format!(
-                            "Destroying dataset {} deletes all its files. Type its name ({}) to confirm, anything else to cancel:",
+                            "Destroying dataset {} deletes all its files and its snapshots. Type its name ({}) to confirm, anything else to cancel:",
                             name.as_str(),
                             name.as_str()
                         ),
