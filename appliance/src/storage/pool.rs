@@ -818,8 +818,8 @@ pub fn dataset_destroy(config: &Config, name: &DatasetName) -> Result<(), String
     Ok(())
 }
 
-/// `dataset list`.
-pub fn dataset_list(config: &Config) -> Vec<DatasetInfo> {
+/// `dataset list`; the space snapshots hold is counted until `deadline`.
+pub fn dataset_list(config: &Config, deadline: Instant) -> Vec<DatasetInfo> {
     let Some(pool) = &config.pool else {
         return Vec::new();
     };
@@ -842,6 +842,7 @@ pub fn dataset_list(config: &Config) -> Vec<DatasetInfo> {
                 name: ds.name.as_str().to_string(),
                 used: usage.map(|u| u.exclusive),
                 referenced: usage.map(|u| u.referenced),
+                snapshots: super::snapshots::held_by_all(ds.name.as_str(), deadline),
                 quota: ds.quota.map(|q| q.bytes()),
                 compression: ds.compression.to_string(),
                 mounted: is_mountpoint(&mountpoint),

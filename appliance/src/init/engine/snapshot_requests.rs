@@ -16,7 +16,7 @@ use crate::system::disks::human_size;
 use crate::system::info::utc_timestamp;
 
 /// How long `snapshot list` and `dataset list` spend measuring the space snapshots hold.
-const MEASURE_BUDGET: Duration = Duration::from_secs(5);
+pub(super) const MEASURE_BUDGET: Duration = Duration::from_secs(5);
 
 impl Appliance {
     fn require_dataset(&self, dataset: &DatasetName) -> Result<(), String> {
@@ -152,12 +152,13 @@ impl Appliance {
                 // Clients of the shares must look again: the kernel forgets cached handles.
                 self.snapshots_changed();
                 Ok(Reply::Done(format!(
-                    "{} rolled back to {} in {:.1} s: {} files and {} directories restored, {} entries removed",
+                    "{} rolled back to {} in {:.1} s: {} files and {} directories restored, {} files unchanged, {} entries removed",
                     dataset.as_str(),
                     name,
                     started.elapsed().as_secs_f64(),
                     report.files,
                     report.directories,
+                    report.unchanged,
                     report.removed
                 )))
             }
@@ -267,12 +268,15 @@ impl Appliance {
                 continue;
             }
             let result = self.run_task(task, at);
+            // One alert per task: a task failing every minute must not pile them up, and a
+            // task that works again clears its alert.
+            let prefix = format!("snapshot task {} failed: ", task.id);
+            self.alerts.retain(|a| !a.starts_with(&prefix));
             match &result {
                 Ok(line) => log::info!("snapshot task {}: {line}", task.id),
                 Err(e) => {
                     log::error!("snapshot task {}: {e}", task.id);
-                    self.alerts
-                        .push(format!("snapshot task {} failed: {e}", task.id));
+                    self.alerts.push(format!("{prefix}{e}"));
                 }
             }
             self.task_results.insert(
