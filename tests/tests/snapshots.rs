@@ -1,13 +1,14 @@
-//! Snapshots end to end, in two boots of one appliance and one test client.
+//! Snapshots end to end, in two boots of one appliance, with the test client in the first.
 //!
-//! Boot 1 starts a task every minute keeping 3 at once, so its minutes pass while the rest of
-//! the boot runs: refused input (nothing changes), a file deleted over SMB and copied back
-//! from `.snapshots/` over SMB (smbclient on the host) and NFS (the kernel client in the test
-//! client guest), writes into snapshots refused on both, the space snapshots hold in `dataset
-//! list`, a rollback under mounted NFS and CIFS clients, a clone. Then the task's retention is
-//! checked, a daily task is added for a minute or two ahead and the appliance is powered off
-//! across that time. Boot 2 shows that exactly one catch-up snapshot was taken, and that
-//! snapshots, tasks and the clone survived.
+//! Boot 1 starts a task every minute keeping 3 at once, so its minutes pass while the rest
+//! runs: refused input (nothing changes), a file deleted over SMB and copied back from
+//! `.snapshots/` over SMB (smbclient on the host) and NFS (the kernel client in the test
+//! client guest), writes into snapshots and into `.snapshots/` refused on both, the space
+//! snapshots hold in `dataset list`, a snapshot appearing and going under a mounted client, a
+//! rollback under mounted NFS and CIFS clients, a clone. Then a daily task is added for a
+//! minute or two ahead and the appliance is powered off across that time. Boot 2 shows
+//! exactly one catch-up snapshot per task, that snapshots, tasks and the clone survived, and
+//! (as task 1 goes on running) that its retention keeps exactly its 3 newest.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ const PASSWORD: &str = "alice-Pw1";
 const DOC_SIZE: u64 = 4 * MIB;
 const DOC_SEED: u64 = 61;
 const KEEP_TEXT: &[u8] = b"the original text\n";
+
+/// How long before the daily task's slot the appliance is powered off (its shutdown takes a
+/// few seconds).
+const OFF_MARGIN: u64 = 30;
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -180,6 +185,15 @@ fn snapshot_space(guest: &mut Guest, dataset: &str) -> u64 {
     (value * unit) as u64
 }
 
+/// The `snapshots` line of `status`.
+fn snapshots_status(status: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with("snapshots "))
+        .unwrap_or_else(|| panic!("no snapshots line in status:\n{status}"))
+        .to_owned()
+}
+
 /// Types a command that asks for confirmation, answers it, and returns the outcome.
 fn confirmed(guest: &mut Guest, line: &str, answer: &str) -> String {
     guest.skip_output();
@@ -224,13 +238,16 @@ impl Smb {
         text
     }
 
-    /// A command the server must refuse with an NT status.
+    /// A command the server must refuse with an NT status (smbclient exits with 0 after some
+    /// refusals, `del` for one, so its output decides). The caller checks that nothing
+    /// changed.
     fn refused(&self, commands: &str) -> String {
-        let (success, text) = self.run(commands);
-        assert!(
-            !success && text.contains("NT_STATUS_"),
-            "smbclient '{commands}' should have been refused:\n{text}"
-        );
+        let (_, text) = self.run(commands);
+        let status = text
+            .split_whitespace()
+            .find(|w| w.starts_with("NT_STATUS_"))
+            .unwrap_or_else(|| panic!("smbclient '{commands}' should have been refused:\n{text}"));
+        eprintln!("smbclient '{commands}': {status}");
         text
     }
 }
@@ -263,6 +280,27 @@ fn code<T: std::fmt::Debug>(r: client::Result<T>) -> String {
     }
 }
 
+/// The init logged no failure about snapshots (a prune that failed, a snapshot taken but not
+/// browsable, a task that failed). The kernel's own lines (ksmbd refusing the test's writes)
+/// do not count.
+fn assert_no_snapshot_trouble(guest: &mut Guest) {
+    let log = ok(guest, "log 1000");
+    let trouble: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tank:") && l.contains("snapshot"))
+        .filter(|l| {
+            ["cannot", "fail", "FAIL", "not browsable", "error"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    assert!(
+        trouble.is_empty(),
+        "snapshot trouble in the log:\n{}",
+        trouble.join("\n")
+    );
+}
+
 /// Polls `snapshot list` until `check` accepts it.
 fn wait_snapshots(
     guest: &mut Guest,
@@ -280,7 +318,7 @@ fn wait_snapshots(
             Instant::now() < deadline,
             "snapshots never got there in {timeout:?}: {list:#?}"
         );
-        std::thread::sleep(Duration::from_secs(10));
+        std::thread::sleep(Duration::from_secs(5));
     }
 }
 
@@ -318,6 +356,7 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     std::fs::write(dir.join("doc.bin"), &doc).unwrap();
     std::fs::write(dir.join("keep.txt"), KEEP_TEXT).unwrap();
     std::fs::write(dir.join("intruder.txt"), b"must not land\n").unwrap();
+    let files_at = unix_now();
     smb.ok(&format!(
         "put {} doc.bin; put {} keep.txt; put {} same.txt",
         dir.join("doc.bin").display(),
@@ -343,9 +382,18 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
         ("snapshot create media@before", "exists"),
         ("snapshot create media@auto-t1-20260101-0000", "periodic"),
         ("snapshot create media@bad/name", "'/'"),
-        ("snapshot destroy media@missing", "no snapshot media@missing"),
-        ("snapshot rollback media@missing", "no snapshot media@missing"),
-        ("snapshot clone media@missing copy", "no snapshot media@missing"),
+        (
+            "snapshot destroy media@missing",
+            "no snapshot media@missing",
+        ),
+        (
+            "snapshot rollback media@missing",
+            "no snapshot media@missing",
+        ),
+        (
+            "snapshot clone media@missing copy",
+            "no snapshot media@missing",
+        ),
         ("snapshot clone media@before media", "already exists"),
         ("snapshot list nothere", "no dataset 'nothere'"),
         (
@@ -354,12 +402,24 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
         ),
         ("snapshot task add media every 0m keep 3", "1 to 1440"),
         ("snapshot task add media every 25h keep 3", "1 to 24"),
-        ("snapshot task add media every soon keep 3", "not a schedule"),
+        (
+            "snapshot task add media every soon keep 3",
+            "not a schedule",
+        ),
         ("snapshot task add media daily 24:00 keep 3", "not a time"),
-        ("snapshot task add media weekly funday 03:00 keep 3", "day of the week"),
+        (
+            "snapshot task add media weekly funday 03:00 keep 3",
+            "day of the week",
+        ),
         ("snapshot task add media hourly keep 3", "not a schedule"),
-        ("snapshot task add media every minute keep 0", "keep at least 1"),
-        ("snapshot task add media every minute keep 30s", "not a retention"),
+        (
+            "snapshot task add media every minute keep 0",
+            "keep at least 1",
+        ),
+        (
+            "snapshot task add media every minute keep 30s",
+            "not a retention",
+        ),
         ("snapshot task add media every minute", "needs a retention"),
         ("snapshot task remove 7", "no snapshot task 7"),
     ] {
@@ -409,7 +469,10 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     smb.refused("del .snapshots/before/keep.txt");
     smb.refused("mkdir .snapshots/before/newdir");
     smb.refused("rename .snapshots/before/keep.txt .snapshots/before/moved.txt");
-    smb.refused(&format!("put {} .snapshots/intruder.txt", intruder.display()));
+    smb.refused(&format!(
+        "put {} .snapshots/intruder.txt",
+        intruder.display()
+    ));
     smb.refused("mkdir .snapshots/fake");
     smb.refused("rmdir .snapshots/before");
     let listing = smb.ok("ls .snapshots/before/*");
@@ -433,7 +496,7 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     // The space snapshots hold: the deleted file's extents live on in the snapshots only.
     let held = snapshot_space(&mut nas, "media");
     assert!(
-        before_space < MIB && held >= DOC_SIZE && held < DOC_SIZE + 2 * MIB,
+        before_space < MIB && (DOC_SIZE..DOC_SIZE + 2 * MIB).contains(&held),
         "snapshot space {before_space} before deleting a {DOC_SIZE}-byte file, {held} after"
     );
     phase("dataset list shows the space snapshots hold");
@@ -449,11 +512,21 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     let names = c.ls("/mnt/nfs/.snapshots").unwrap();
     assert!(names.contains(&"before".to_string()), "{names:?}");
     let copy = c
-        .copy("/mnt/nfs/.snapshots/before/doc.bin", "/mnt/nfs/doc-nfs.bin", false)
+        .copy(
+            "/mnt/nfs/.snapshots/before/doc.bin",
+            "/mnt/nfs/doc-nfs.bin",
+            false,
+        )
         .expect("copy out of the snapshot over NFS");
     assert_eq!(copy.sha256, doc_sha);
-    assert_eq!(c.sha256("/mnt/nfs/doc-nfs.bin").unwrap(), (DOC_SIZE, doc_sha.clone()));
-    assert_eq!(c.cat("/mnt/nfs/.snapshots/before/keep.txt").unwrap(), KEEP_TEXT);
+    assert_eq!(
+        c.sha256("/mnt/nfs/doc-nfs.bin").unwrap(),
+        (DOC_SIZE, doc_sha.clone())
+    );
+    assert_eq!(
+        c.cat("/mnt/nfs/.snapshots/before/keep.txt").unwrap(),
+        KEEP_TEXT
+    );
     for path in [
         "/mnt/nfs/.snapshots/before/intruder.txt",
         "/mnt/nfs/.snapshots/before/keep.txt",
@@ -462,7 +535,10 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
         assert_eq!(code(c.put(path, b"must not land\n")), "EROFS", "{path}");
     }
     assert_eq!(code(c.rm("/mnt/nfs/.snapshots/before/keep.txt")), "EROFS");
-    assert_eq!(code(c.mkdir("/mnt/nfs/.snapshots/before/d", 0o755)), "EROFS");
+    assert_eq!(
+        code(c.mkdir("/mnt/nfs/.snapshots/before/d", 0o755)),
+        "EROFS"
+    );
     assert_eq!(code(c.mkdir("/mnt/nfs/.snapshots/fake", 0o755)), "EROFS");
     assert_eq!(
         code(c.rename(
@@ -476,8 +552,44 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
         names.contains(&"keep.txt".to_string()) && !names.contains(&"intruder.txt".to_string()),
         "{names:?}"
     );
-    assert_eq!(c.cat("/mnt/nfs/.snapshots/before/keep.txt").unwrap(), KEEP_TEXT);
+    assert_eq!(
+        c.cat("/mnt/nfs/.snapshots/before/keep.txt").unwrap(),
+        KEEP_TEXT
+    );
     phase("NFS: copied out of the snapshot, writes refused");
+
+    // A snapshot taken while the client is mounted shows up in it; once destroyed it is gone
+    // for both protocols, and the client that was in it gets an error, not a hang.
+    ok(&mut nas, "snapshot create media@browse");
+    assert_eq!(
+        c.cat("/mnt/nfs/.snapshots/browse/same.txt").unwrap(),
+        KEEP_TEXT
+    );
+    let browse_got = dir.join("browse.txt");
+    smb.ok(&format!(
+        "get .snapshots/browse/same.txt {}",
+        browse_got.display()
+    ));
+    assert_eq!(std::fs::read(&browse_got).unwrap(), KEEP_TEXT);
+    let out = ok(&mut nas, "snapshot destroy media@browse");
+    assert!(out.contains("snapshot media@browse destroyed"), "{out}");
+    let e = code(
+        c.with_timeout(Duration::from_secs(30), |c| {
+            c.read("/mnt/nfs/.snapshots/browse/same.txt")
+        })
+        .map(|t| t.sha256),
+    );
+    assert!(
+        ["ENOENT", "ESTALE", "EIO"].contains(&e.as_str()),
+        "reading a destroyed snapshot over NFS: {e}"
+    );
+    eprintln!("NFS read of a destroyed snapshot: {e}");
+    smb.refused(&format!(
+        "get .snapshots/browse/same.txt {}",
+        browse_got.display()
+    ));
+    assert_eq!(manual(&snapshot_list(&mut nas, "media")), manual_before);
+    phase("a snapshot taken and destroyed under a mounted client");
 
     // Rollback while NFS and CIFS clients stay mounted.
     c.mount(
@@ -488,13 +600,17 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     )
     .expect("CIFS mount");
     // keep.txt is alice's (written over SMB): change it as alice, over CIFS.
-    c.put("/mnt/smb/keep.txt", b"changed after the snapshot\n").unwrap();
-    c.put("/mnt/nfs/after.txt", b"written after the snapshot\n").unwrap();
-    assert_eq!(c.cat("/mnt/nfs/keep.txt").unwrap(), b"changed after the snapshot\n");
+    c.put("/mnt/smb/keep.txt", b"changed after the snapshot\n")
+        .unwrap();
+    c.put("/mnt/nfs/after.txt", b"written after the snapshot\n")
+        .unwrap();
+    assert_eq!(
+        c.cat("/mnt/nfs/keep.txt").unwrap(),
+        b"changed after the snapshot\n"
+    );
     assert!(c.ls("/mnt/smb").unwrap().contains(&"after.txt".to_string()));
-    let inode = |c: &mut Client, path: &str| -> u64 {
-        c.stat(path).unwrap().fields.parse("ino").unwrap()
-    };
+    let inode =
+        |c: &mut Client, path: &str| -> u64 { c.stat(path).unwrap().fields.parse("ino").unwrap() };
     let same_ino = inode(&mut c, "/mnt/nfs/same.txt");
     let keep_ino = inode(&mut c, "/mnt/nfs/keep.txt");
     let out = confirmed(&mut nas, "snapshot rollback media@before", "media");
@@ -532,15 +648,26 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     assert_eq!(inode(&mut c, "/mnt/nfs/keep.txt"), keep_ino);
     assert!(out.contains("1 files unchanged"), "{out}");
     // Both shares keep working: writes go through.
-    c.put("/mnt/nfs/post-nfs.txt", b"nfs after rollback\n").unwrap();
-    c.put("/mnt/smb/post-smb.txt", b"smb after rollback\n").unwrap();
-    assert_eq!(c.cat("/mnt/smb/post-nfs.txt").unwrap(), b"nfs after rollback\n");
-    assert_eq!(c.cat("/mnt/nfs/post-smb.txt").unwrap(), b"smb after rollback\n");
+    c.put("/mnt/nfs/post-nfs.txt", b"nfs after rollback\n")
+        .unwrap();
+    c.put("/mnt/smb/post-smb.txt", b"smb after rollback\n")
+        .unwrap();
+    assert_eq!(
+        c.cat("/mnt/smb/post-nfs.txt").unwrap(),
+        b"nfs after rollback\n"
+    );
+    assert_eq!(
+        c.cat("/mnt/nfs/post-smb.txt").unwrap(),
+        b"smb after rollback\n"
+    );
     let from_host = dir.join("after-rollback.txt");
     smb.ok(&format!("get keep.txt {}", from_host.display()));
     assert_eq!(std::fs::read(&from_host).unwrap(), KEEP_TEXT);
     // The snapshot itself is still browsable.
-    assert_eq!(c.cat("/mnt/nfs/.snapshots/before/keep.txt").unwrap(), KEEP_TEXT);
+    assert_eq!(
+        c.cat("/mnt/nfs/.snapshots/before/keep.txt").unwrap(),
+        KEEP_TEXT
+    );
     phase("both shares show the rolled back content and take writes");
 
     // A clone is a working dataset of its own.
@@ -571,55 +698,40 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     assert!(!smb.ok("ls").contains("from-host.txt"));
     phase("clone works");
 
-    // The task every minute: after several runs exactly 3 of its snapshots remain, the
-    // newest recent, and the manual snapshot is untouched.
-    let mut seen = BTreeSet::new();
-    let list = wait_snapshots(&mut nas, "media", Duration::from_secs(420), |list| {
-        for s in by_task(list, 1) {
-            seen.insert(s.name().to_owned());
-        }
-        seen.len() >= 5
-    });
-    let own = by_task(&list, 1);
-    let names: Vec<&str> = own.iter().map(Snap::name).collect();
-    let newest: Vec<&str> = seen.iter().rev().take(3).rev().map(String::as_str).collect();
-    assert_eq!(names, newest, "task 1 keeps its 3 newest of {seen:?}");
-    let latest = own.iter().map(|s| s.created).max().unwrap();
-    let now = unix_now();
-    assert!(
-        latest + 150 >= now,
-        "the newest snapshot of task 1 is from {latest}, now is {now}: {own:?}"
-    );
-    assert!(own.iter().all(|s| s.created >= task_added - 60), "{own:?}");
-    assert_eq!(manual(&list), manual_before);
-    let line = task_line(&mut nas, 1);
-    assert!(line.contains("took media@auto-t1-") && line.contains("pruned"), "{line}");
+    // What boot 1 shows of the tasks: the first one listed with its next run.
     let status = ok(&mut nas, "status");
-    let snapshots_line = status
-        .lines()
-        .find(|l| l.trim_start().starts_with("snapshots"))
-        .unwrap_or_else(|| panic!("no snapshots line in status:\n{status}"));
+    let line = snapshots_status(&status);
     assert!(
-        snapshots_line.contains("1 task(s)")
-            && snapshots_line.contains("next run")
-            && snapshots_line.contains("last: task 1")
-            && snapshots_line.contains("took media@auto-t1-"),
-        "{snapshots_line}"
+        line.contains("1 task(s)") && line.contains("next run"),
+        "{line}"
     );
-    phase(&format!("task 1 kept {names:?} of {} taken", seen.len()));
-
-    // A daily task due a minute or two from now; the appliance is off at that time.
+    assert_no_snapshot_trouble(&mut nas);
     c.poweroff().expect("the client powers off");
-    let slot = (unix_now() + 50).div_ceil(60) * 60;
+
+    // A daily task due a minute or two from now; the appliance is off at that time. Task 1
+    // goes on running in boot 2, so the minutes its retention needs pass over both boots.
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let slot = (unix_now() + OFF_MARGIN + 5).div_ceil(60) * 60;
     let hhmm = format!("{:02}:{:02}", slot / 3600 % 24, slot / 60 % 60);
-    let out = ok(&mut nas, &format!("snapshot task add media daily {hhmm} keep 2"));
+    let out = ok(
+        &mut nas,
+        &format!("snapshot task add media daily {hhmm} keep 2"),
+    );
     assert!(out.contains("snapshot task 2"), "{out}");
     let tasks = task_list(&mut nas);
     let daily = format!("daily at {hhmm} UTC");
     assert_eq!(tasks.len(), 2, "{tasks:?}");
     assert_eq!(tasks[1], ["2", "media", daily.as_str(), "keep 2"]);
-    let before_off = snapshot_list(&mut nas, "media");
-    assert!(by_task(&before_off, 2).is_empty());
+    // Stay up until shortly before the slot: the ticks until then still run task 1.
+    loop {
+        let list = snapshot_list(&mut nas, "media");
+        assert!(by_task(&list, 2).is_empty(), "{list:#?}");
+        seen.extend(by_task(&list, 1).iter().map(|s| s.name().to_owned()));
+        if unix_now() + OFF_MARGIN >= slot {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
     poweroff(&mut nas);
     drop(nas);
     let off_at = unix_now();
@@ -633,21 +745,35 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
         std::thread::sleep(Duration::from_secs(1));
     }
 
-    // Boot 2: one catch-up snapshot; snapshots, tasks and the clone are back.
+    // Boot 2: one catch-up snapshot per task, however many slots passed while it was off;
+    // snapshots, tasks and the clone are back.
     let link = Link::new().unwrap();
     let (mut nas, port) = boot_appliance("snapshots-2", &disks, &link);
     wait_pool(&mut nas, "tank mounted");
     let booted = unix_now();
     phase("booted again");
-    let list = wait_snapshots(&mut nas, "media", Duration::from_secs(60), |list| {
-        !by_task(list, 2).is_empty()
-    });
+    let list = snapshot_list(&mut nas, "media");
     let daily = by_task(&list, 2);
-    assert_eq!(daily.len(), 1, "one catch-up snapshot: {daily:?}");
+    assert_eq!(daily.len(), 1, "one catch-up snapshot: {list:#?}");
     assert!(
         daily[0].created >= slot && daily[0].created <= booted + 60,
         "the catch-up was taken at boot: {daily:?}, slot {slot}, booted {booted}"
     );
+    // Task 1 caught up in the same run, once (a second snapshot of the same minute would be
+    // named with a suffix); any other new one is from a later tick.
+    let stamp = daily[0].name().trim_start_matches("auto-t2-").to_owned();
+    let caught_up = format!("auto-t1-{stamp}");
+    let new: Vec<String> = by_task(&list, 1)
+        .iter()
+        .map(|s| s.name().to_owned())
+        .filter(|n| !seen.contains(n))
+        .collect();
+    assert_eq!(
+        new.iter().filter(|n| n.starts_with(&caught_up)).count(),
+        1,
+        "task 1 caught up once: {list:#?}"
+    );
+    assert!(new.iter().all(|n| n >= &caught_up), "{list:#?}");
     assert_eq!(manual(&list), manual_before);
     assert_eq!(task_list(&mut nas)[..], tasks[..]);
     let line = task_line(&mut nas, 2);
@@ -660,7 +786,11 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     };
     let listing = smb.ok("ls .snapshots/*");
     for s in &list {
-        assert!(listing.contains(s.name()), "{} not browsable:\n{listing}", s.name());
+        assert!(
+            listing.contains(s.name()),
+            "{} not browsable:\n{listing}",
+            s.name()
+        );
     }
     let again = dir.join("again.bin");
     smb.ok(&format!(
@@ -668,19 +798,100 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
         again.display()
     ));
     assert!(std::fs::read(&again).unwrap() == doc);
-    // The next minute's tick runs task 1 again, and task 2 does not run a second time.
-    let last_t1 = by_task(&list, 1).iter().map(|s| s.name().to_owned()).max();
-    let list = wait_snapshots(&mut nas, "media", Duration::from_secs(150), |list| {
-        by_task(list, 1).iter().map(|s| s.name().to_owned()).max() > last_t1
+    phase("catch-up once; snapshots, tasks and the clone survived");
+
+    // The task every minute: after several runs exactly 3 of its snapshots remain, the
+    // newest recent, and the manual snapshot is untouched; at least one tick of boot 2 ran
+    // it, and did not run the daily task again. Each new snapshot is readable over SMB, one
+    // pruned is gone.
+    let same_got = dir.join("same-auto.txt");
+    let mut browsed = BTreeSet::new();
+    let mut gone = 0;
+    let list = wait_snapshots(&mut nas, "media", Duration::from_secs(300), |list| {
+        let own = by_task(list, 1);
+        for s in &own {
+            seen.insert(s.name().to_owned());
+            // Only those surely taken after same.txt was written hold it.
+            if s.created >= files_at / 60 * 60 + 60 && browsed.insert(s.name().to_owned()) {
+                smb.ok(&format!(
+                    "get .snapshots/{}/same.txt {}",
+                    s.name(),
+                    same_got.display()
+                ));
+                assert_eq!(std::fs::read(&same_got).unwrap(), KEEP_TEXT);
+            }
+        }
+        let current: BTreeSet<&str> = own.iter().map(Snap::name).collect();
+        let pruned: Vec<String> = browsed
+            .iter()
+            .filter(|n| !current.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in pruned {
+            smb.refused(&format!(
+                "get .snapshots/{name}/same.txt {}",
+                same_got.display()
+            ));
+            browsed.remove(&name);
+            gone += 1;
+        }
+        let ticked = own.iter().any(|s| s.name() > caught_up.as_str());
+        seen.len() >= 4 && ticked
     });
-    assert_eq!(by_task(&list, 2).len(), 1, "{list:#?}");
-    assert_eq!(by_task(&list, 1).len(), 3, "{list:#?}");
-    let status = ok(&mut nas, "status");
+    let own = by_task(&list, 1);
+    let names: Vec<&str> = own.iter().map(Snap::name).collect();
+    let newest: Vec<&str> = seen
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(names, newest, "task 1 keeps its 3 newest of {seen:?}");
+    let latest = own.iter().map(|s| s.created).max().unwrap();
+    let now = unix_now();
     assert!(
-        status.contains("2 task(s)") && status.contains("next run"),
-        "{status}"
+        latest + 150 >= now,
+        "the newest snapshot of task 1 is from {latest}, now is {now}: {own:?}"
     );
-    phase("catch-up once, everything survived");
+    assert!(own.iter().all(|s| s.created >= task_added - 60), "{own:?}");
+    assert_eq!(manual(&list), manual_before);
+    assert_eq!(by_task(&list, 2).len(), 1, "{list:#?}");
+    let line = task_line(&mut nas, 1);
+    assert!(
+        line.contains("took media@auto-t1-") && line.contains("pruned"),
+        "{line}"
+    );
+    let status = ok(&mut nas, "status");
+    let line = snapshots_status(&status);
+    assert!(
+        line.contains("2 task(s)")
+            && line.contains("next run")
+            && line.contains("(task 1, media)")
+            && line.contains("last: task 1")
+            && line.contains("took media@auto-t1-"),
+        "{line}"
+    );
+    phase(&format!(
+        "task 1 kept {names:?} of {} taken ({gone} seen pruned)",
+        seen.len()
+    ));
+
+    // A dataset in use cannot be destroyed; a clone with a snapshot of its own can, and takes
+    // its snapshots along; the snapshot a clone came from can go while the clone stays.
+    fails(&mut nas, "dataset destroy media", "snapshot task 1");
+    ok(&mut nas, "snapshot create restored@mine");
+    ok(&mut nas, "smb share remove restored");
+    let out = confirmed(&mut nas, "dataset destroy restored", "restored");
+    assert!(out.contains("dataset restored destroyed"), "{out}");
+    let all = ok(&mut nas, "snapshot list");
+    assert!(!all.contains("restored@"), "{all}");
+    let out = ok(&mut nas, "snapshot destroy media@before");
+    assert!(out.contains("destroyed"), "{out}");
+    assert!(manual(&snapshot_list(&mut nas, "media")).is_empty());
+    assert!(!smb.ok("ls .snapshots/*").contains("before"));
+    assert_no_snapshot_trouble(&mut nas);
+    phase("destroyed a clone with its snapshots and a manual snapshot");
     poweroff(&mut nas);
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }

@@ -14,8 +14,12 @@
 //! snapshots; mounting each one separately gives NFS a distinct filesystem (and file handle
 //! UUID) per snapshot instead of duplicate inode numbers. Rollback restores a dataset in
 //! place, file by file with reflink copies, so its mount, its shares and their clients stay
-//! as they are ([`rollback`]). What does not live here: names, schedules and retention
-//! (`config::snapshots`), deciding what to prune (the engine).
+//! as they are ([`rollback`]). The space snapshots hold comes from the files' extent maps
+//! (FIEMAP), per snapshot ([`held_bytes`]) and for all of a dataset's together
+//! ([`held_by_all`], the `SNAPSHOTS` column of `dataset list`): with simple quotas, btrfs's
+//! qgroups charge an extent to the subvolume that wrote it, so they cannot say what a snapshot
+//! keeps. What does not live here: names, schedules and retention (`config::snapshots`),
+//! deciding what to prune (the engine).
 
 use std::ffi::OsStr;
 use std::io;

@@ -295,7 +295,10 @@ mod tests {
         assert_eq!(bytes_outside(vec![(0, 10)], vec![(2, 4), (6, 8)]), 6);
         assert_eq!(bytes_outside(vec![(0, 10)], vec![(5, 100)]), 5);
         assert_eq!(bytes_outside(vec![(10, 20), (30, 40)], vec![(15, 35)]), 10);
-        assert_eq!(bytes_outside(vec![(30, 40), (10, 20)], vec![(0, 5), (50, 60)]), 20);
+        assert_eq!(
+            bytes_outside(vec![(30, 40), (10, 20)], vec![(0, 5), (50, 60)]),
+            20
+        );
         // Empty or reversed ranges are nothing.
         assert_eq!(bytes_outside(vec![(5, 5), (9, 3)], vec![]), 0);
     }
