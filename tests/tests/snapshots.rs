@@ -475,6 +475,7 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     ));
     smb.refused("mkdir .snapshots/fake");
     smb.refused("rmdir .snapshots/before");
+    smb.refused("setmode .snapshots/before/keep.txt +h");
     let listing = smb.ok("ls .snapshots/before/*");
     assert!(
         !listing.contains("intruder") && !listing.contains("newdir"),
@@ -540,6 +541,14 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
         "EROFS"
     );
     assert_eq!(code(c.mkdir("/mnt/nfs/.snapshots/fake", 0o755)), "EROFS");
+    assert_eq!(
+        code(c.chmod("/mnt/nfs/.snapshots/before/keep.txt", 0o777)),
+        "EROFS"
+    );
+    assert_eq!(
+        code(c.truncate("/mnt/nfs/.snapshots/before/keep.txt", 0)),
+        "EROFS"
+    );
     assert_eq!(
         code(c.rename(
             "/mnt/nfs/.snapshots/before/keep.txt",

@@ -268,17 +268,11 @@ impl Appliance {
                 continue;
             }
             let result = self.run_task(task, at);
-            // One alert per task: a task failing every minute must not pile them up, and a
-            // task that works again clears its alert.
-            let prefix = format!("snapshot task {} failed: ", task.id);
-            self.alerts.retain(|a| !a.starts_with(&prefix));
             match &result {
                 Ok(line) => log::info!("snapshot task {}: {line}", task.id),
-                Err(e) => {
-                    log::error!("snapshot task {}: {e}", task.id);
-                    self.alerts.push(format!("{prefix}{e}"));
-                }
+                Err(e) => log::error!("snapshot task {}: {e}", task.id),
             }
+            set_task_alert(&mut self.alerts, task.id, result.as_ref().err());
             self.task_results.insert(
                 task.id,
                 format!(
@@ -359,5 +353,46 @@ impl Appliance {
             )),
             last.map_or_else(String::new, |(id, r)| format!("; last: task {id} at {r}"))
         )
+    }
+}
+
+/// Keeps at most one alert per task: a task failing every minute must not pile them up, and
+/// a task that works again clears its alert.
+fn set_task_alert(alerts: &mut Vec<String>, task: u32, failure: Option<&String>) {
+    let prefix = format!("snapshot task {task} failed: ");
+    alerts.retain(|a| !a.starts_with(&prefix));
+    if let Some(e) = failure {
+        alerts.push(format!("{prefix}{e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_task_alert;
+
+    #[test]
+    fn one_alert_per_failing_task() {
+        let mut alerts = vec!["pool tank is DEGRADED".to_owned()];
+        let e = "cannot snapshot".to_owned();
+        for _ in 0..3 {
+            set_task_alert(&mut alerts, 1, Some(&e));
+        }
+        set_task_alert(&mut alerts, 12, Some(&e));
+        assert_eq!(
+            alerts,
+            [
+                "pool tank is DEGRADED",
+                "snapshot task 1 failed: cannot snapshot",
+                "snapshot task 12 failed: cannot snapshot"
+            ]
+        );
+        set_task_alert(&mut alerts, 1, None);
+        assert_eq!(
+            alerts,
+            [
+                "pool tank is DEGRADED",
+                "snapshot task 12 failed: cannot snapshot"
+            ]
+        );
     }
 }
