@@ -656,6 +656,8 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     assert_eq!(inode(&mut c, "/mnt/nfs/same.txt"), same_ino);
     assert_eq!(inode(&mut c, "/mnt/nfs/keep.txt"), keep_ino);
     assert!(out.contains("1 files unchanged"), "{out}");
+    // The restored content shares the snapshot's extents: nothing was copied.
+    assert!(out.contains("no data copied"), "{out}");
     // Both shares keep working: writes go through.
     c.put("/mnt/nfs/post-nfs.txt", b"nfs after rollback\n")
         .unwrap();

@@ -291,6 +291,9 @@ pub struct RollbackReport {
     pub unchanged: u64,
     pub directories: u64,
     pub removed: u64,
+    /// Bytes copied because a reflink was refused (0 on the pool: the snapshot and the
+    /// dataset are one filesystem).
+    pub copied_bytes: u64,
 }
 
 /// Returns `dataset` to the state of snapshot `name`, in place: entries the snapshot lacks are
@@ -369,11 +372,7 @@ fn sync_dir(src: &Path, dst: &Path, top: bool, report: &mut RollbackReport) -> i
                 }
                 other => other,
             };
-            if restore_entry(&from, &to, &meta, existing.as_ref())? {
-                report.files += 1;
-            } else {
-                report.unchanged += 1;
-            }
+            restore_entry(&from, &to, &meta, existing.as_ref(), report)?;
         }
     }
     copy_metadata(src, dst, &std::fs::symlink_metadata(src)?)
@@ -402,17 +401,18 @@ fn unchanged_since(snap: &std::fs::Metadata, live: &std::fs::Metadata) -> bool {
 }
 
 /// Gives the open file `output` the content of `input`: a reflink where the filesystem can
-/// (the snapshot and the dataset are on one btrfs), else a byte copy.
-fn clone_content(input: &std::fs::File, output: &std::fs::File, from: &Path) -> io::Result<()> {
-    if rustix::fs::ioctl_ficlone(output, input).is_err() {
-        let mut input = input;
-        let mut output = output;
-        io::copy(&mut input, &mut output).map_err(|e| path_error("copying", from, e))?;
+/// (the snapshot and the dataset are on one btrfs), else a byte copy. Returns the bytes
+/// copied.
+fn clone_content(input: &std::fs::File, output: &std::fs::File, from: &Path) -> io::Result<u64> {
+    if rustix::fs::ioctl_ficlone(output, input).is_ok() {
+        return Ok(0);
     }
-    Ok(())
+    let mut input = input;
+    let mut output = output;
+    io::copy(&mut input, &mut output).map_err(|e| path_error("copying", from, e))
 }
 
-/// Restores one non-directory entry; `false` when it had not changed since the snapshot. A
+/// Restores one non-directory entry, unless it has not changed since the snapshot. A
 /// regular file that is still a regular file is restored in place (its inode stays, and with
 /// it clients' handles); anything else is made under a temporary name and renamed into
 /// place, so a client never sees a half-made entry.
@@ -421,11 +421,13 @@ fn restore_entry(
     to: &Path,
     meta: &std::fs::Metadata,
     existing: Option<&std::fs::Metadata>,
-) -> io::Result<bool> {
+    report: &mut RollbackReport,
+) -> io::Result<()> {
     let kind = meta.file_type();
     if let Some(live) = existing {
         if unchanged_since(meta, live) {
-            return Ok(false);
+            report.unchanged += 1;
+            return Ok(());
         }
         if kind.is_file() && live.is_file() {
             let input = std::fs::File::open(from).map_err(|e| path_error("opening", from, e))?;
@@ -437,9 +439,10 @@ fn restore_entry(
             output
                 .set_len(0)
                 .map_err(|e| path_error("truncating", to, e))?;
-            clone_content(&input, &output, from)?;
+            report.copied_bytes += clone_content(&input, &output, from)?;
             copy_metadata(from, to, meta)?;
-            return Ok(true);
+            report.files += 1;
+            return Ok(());
         }
     }
     let parent = to.parent().unwrap_or(Path::new("/"));
@@ -448,7 +451,7 @@ fn restore_entry(
     if kind.is_file() {
         let input = std::fs::File::open(from).map_err(|e| path_error("opening", from, e))?;
         let output = std::fs::File::create(&tmp).map_err(|e| path_error("creating", &tmp, e))?;
-        clone_content(&input, &output, from)?;
+        report.copied_bytes += clone_content(&input, &output, from)?;
     } else if kind.is_symlink() {
         let target = std::fs::read_link(from).map_err(|e| path_error("reading", from, e))?;
         std::os::unix::fs::symlink(&target, &tmp).map_err(|e| path_error("creating", &tmp, e))?;
@@ -465,7 +468,8 @@ fn restore_entry(
     }
     copy_metadata(from, &tmp, meta)?;
     std::fs::rename(&tmp, to).map_err(|e| path_error("replacing", to, e))?;
-    Ok(true)
+    report.files += 1;
+    Ok(())
 }
 
 /// Owner, mode, extended attributes and times of `from`, onto `to` (not following links).
@@ -607,6 +611,12 @@ mod tests {
         assert_eq!(std::fs::read(dst.join("untouched")).unwrap(), b"as it was");
         assert_eq!(report.unchanged, 1, "{report:?}");
         assert_eq!(report.files, 3, "{report:?}");
+        // ext4 or tmpfs here: no reflinks, the two changed files' bytes were copied.
+        assert_eq!(
+            report.copied_bytes,
+            (b"original".len() + b"same".len()) as u64,
+            "{report:?}"
+        );
         let names: Vec<_> = xattr_names(&dst.join("kept"));
         assert_eq!(names, [c"user.wanted".to_owned()]);
         assert_eq!(std::fs::read(dst.join("kept")).unwrap(), b"same");

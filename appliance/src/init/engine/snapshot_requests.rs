@@ -152,14 +152,19 @@ impl Appliance {
                 // Clients of the shares must look again: the kernel forgets cached handles.
                 self.snapshots_changed();
                 Ok(Reply::Done(format!(
-                    "{} rolled back to {} in {:.1} s: {} files and {} directories restored, {} files unchanged, {} entries removed",
+                    "{} rolled back to {} in {:.1} s: {} files and {} directories restored, {} files unchanged, {} entries removed, {}",
                     dataset.as_str(),
                     name,
                     started.elapsed().as_secs_f64(),
                     report.files,
                     report.directories,
                     report.unchanged,
-                    report.removed
+                    report.removed,
+                    if report.copied_bytes == 0 {
+                        "no data copied".to_owned()
+                    } else {
+                        format!("{} copied", human_size(report.copied_bytes))
+                    }
                 )))
             }
             SnapshotRequest::Clone {
