@@ -756,7 +756,6 @@ pub fn dataset_set(
     Ok(ds)
 }
 
-/// Unmounts and deletes a dataset.
 /// Creates dataset `target` as a writable copy of snapshot `dataset@name`, with the source
 /// dataset's compression, owner and mode and no quota, and mounts it. Undoes itself on failure.
 pub fn dataset_clone(
@@ -796,6 +795,7 @@ pub fn dataset_clone(
     Ok(ds)
 }
 
+/// Unmounts and deletes a dataset and its snapshots.
 pub fn dataset_destroy(config: &Config, name: &DatasetName) -> Result<(), String> {
     let pool = config.pool.as_ref().ok_or("there is no pool")?;
     if !config.datasets.iter().any(|d| d.name == *name) {
