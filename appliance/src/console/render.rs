@@ -250,15 +250,17 @@ pub fn datasets(list: &[DatasetInfo]) -> String {
     }
     let size = |v: Option<u64>| v.map(human_size).unwrap_or_else(|| "-".into());
     let mut out = format!(
-        "{:<20} {:>10} {:>10} {:>10} {:<8} {:<10} {:>5} {:<24}\n",
-        "NAME", "USED", "REFER", "QUOTA", "COMPRESS", "OWNER", "MODE", "MOUNTPOINT"
+        "{:<20} {:>10} {:>10} {:>10} {:>10} {:<8} {:<10} {:>5} {:<24}\n",
+        "NAME", "USED", "REFER", "SNAPSHOTS", "QUOTA", "COMPRESS", "OWNER", "MODE", "MOUNTPOINT"
     );
     for d in list {
+        let (held, complete) = d.snapshots;
         out.push_str(&format!(
-            "{:<20} {:>10} {:>10} {:>10} {:<8} {:<10} {:>5o} {}{}\n",
+            "{:<20} {:>10} {:>10} {:>10} {:>10} {:<8} {:<10} {:>5o} {}{}\n",
             d.name,
             size(d.used),
             size(d.referenced),
+            format!("{}{}", if complete { "" } else { "≥" }, human_size(held)),
             d.quota.map(human_size).unwrap_or_else(|| "none".into()),
             d.compression,
             format!("{}:{}", d.uid, d.gid),

@@ -117,6 +117,9 @@ pub struct DatasetInfo {
     /// Bytes only this dataset holds and all it references (known once quotas are on).
     pub used: Option<u64>,
     pub referenced: Option<u64>,
+    /// Bytes its snapshots hold together, and whether that count finished in its time budget
+    /// (otherwise it is a lower bound).
+    pub snapshots: (u64, bool),
     pub quota: Option<u64>,
     pub compression: String,
     pub mountpoint: String,

@@ -756,7 +756,6 @@ pub fn dataset_set(
     Ok(ds)
 }
 
-/// Unmounts and deletes a dataset.
 /// Creates dataset `target` as a writable copy of snapshot `dataset@name`, with the source
 /// dataset's compression, owner and mode and no quota, and mounts it. Undoes itself on failure.
 pub fn dataset_clone(
@@ -796,6 +795,7 @@ pub fn dataset_clone(
     Ok(ds)
 }
 
+/// Unmounts and deletes a dataset and its snapshots.
 pub fn dataset_destroy(config: &Config, name: &DatasetName) -> Result<(), String> {
     let pool = config.pool.as_ref().ok_or("there is no pool")?;
     if !config.datasets.iter().any(|d| d.name == *name) {
@@ -818,8 +818,8 @@ pub fn dataset_destroy(config: &Config, name: &DatasetName) -> Result<(), String
     Ok(())
 }
 
-/// `dataset list`.
-pub fn dataset_list(config: &Config) -> Vec<DatasetInfo> {
+/// `dataset list`; the space snapshots hold is counted until `deadline`.
+pub fn dataset_list(config: &Config, deadline: Instant) -> Vec<DatasetInfo> {
     let Some(pool) = &config.pool else {
         return Vec::new();
     };
@@ -842,6 +842,7 @@ pub fn dataset_list(config: &Config) -> Vec<DatasetInfo> {
                 name: ds.name.as_str().to_string(),
                 used: usage.map(|u| u.exclusive),
                 referenced: usage.map(|u| u.referenced),
+                snapshots: super::snapshots::held_by_all(ds.name.as_str(), deadline),
                 quota: ds.quota.map(|q| q.bytes()),
                 compression: ds.compression.to_string(),
                 mounted: is_mountpoint(&mountpoint),

@@ -14,8 +14,12 @@
 //! snapshots; mounting each one separately gives NFS a distinct filesystem (and file handle
 //! UUID) per snapshot instead of duplicate inode numbers. Rollback restores a dataset in
 //! place, file by file with reflink copies, so its mount, its shares and their clients stay
-//! as they are ([`rollback`]). What does not live here: names, schedules and retention
-//! (`config::snapshots`), deciding what to prune (the engine).
+//! as they are ([`rollback`]). The space snapshots hold comes from the files' extent maps
+//! (FIEMAP), per snapshot ([`held_bytes`]) and for all of a dataset's together
+//! ([`held_by_all`], the `SNAPSHOTS` column of `dataset list`): with simple quotas, btrfs's
+//! qgroups charge an extent to the subvolume that wrote it, so they cannot say what a snapshot
+//! keeps. What does not live here: names, schedules and retention (`config::snapshots`),
+//! deciding what to prune (the engine).
 
 use std::ffi::OsStr;
 use std::io;
@@ -86,6 +90,37 @@ pub fn list(dataset: &str) -> Vec<SnapshotInfo> {
 /// `false` when the count stopped early.
 pub fn held_bytes(dataset: &str, name: &SnapshotName, deadline: Instant) -> (u64, bool) {
     btrfs::exclusive_bytes(&store_dir(dataset).join(name.as_str()), deadline)
+}
+
+/// Bytes the snapshots of `dataset` hold together: what destroying all of them would free.
+/// That is each snapshot's unshared extents, plus the shared extents no file of the live
+/// dataset uses (shared among snapshots only). Extents a clone of a snapshot shares count as
+/// held. Counted until `deadline`; `false` means the walk stopped early and the figure is a
+/// lower bound (then only the unshared extents counted so far).
+pub fn held_by_all(dataset: &str, deadline: Instant) -> (u64, bool) {
+    let snapshots = list(dataset);
+    let mut exclusive = 0u64;
+    let mut shared = Vec::new();
+    for snapshot in &snapshots {
+        let found = btrfs::extents(
+            &store_dir(dataset).join(snapshot.name.as_str()),
+            deadline,
+            true,
+        );
+        exclusive += found.exclusive;
+        if !found.complete {
+            return (exclusive, false);
+        }
+        shared.extend(found.shared);
+    }
+    if shared.is_empty() {
+        return (exclusive, true);
+    }
+    let live = btrfs::extents(&Path::new(POOL_ROOT).join(dataset), deadline, true);
+    if !live.complete {
+        return (exclusive, false);
+    }
+    (exclusive + btrfs::bytes_outside(shared, live.shared), true)
 }
 
 /// Mounts the view of a dataset's snapshots (the tmpfs and every snapshot), once the dataset
@@ -250,16 +285,24 @@ pub fn submounts(pool: &str, dataset: &str) -> Vec<(PathBuf, u64)> {
 /// What a rollback changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RollbackReport {
+    /// Files (and links, device nodes) whose content or attributes were restored.
     pub files: u64,
+    /// Files left alone because they had not changed since the snapshot.
+    pub unchanged: u64,
     pub directories: u64,
     pub removed: u64,
+    /// Bytes copied because a reflink was refused (0 on the pool: the snapshot and the
+    /// dataset are one filesystem).
+    pub copied_bytes: u64,
 }
 
 /// Returns `dataset` to the state of snapshot `name`, in place: entries the snapshot lacks are
-/// removed, everything it holds is restored (files as reflink copies sharing the snapshot's
-/// extents, so no data is copied), with owners, modes, times and extended attributes. The
-/// dataset stays mounted and shared throughout; clients holding handles to removed files see
-/// them go stale.
+/// removed, everything it holds is restored (file contents as reflink copies sharing the
+/// snapshot's extents, so no data is copied), with owners, modes, times and extended
+/// attributes. Files that have not changed since the snapshot (same inode, same change time)
+/// are left alone, and a changed regular file gets the snapshot's content in the same inode,
+/// so clients' handles to it stay valid. The dataset stays mounted and shared throughout;
+/// only clients holding handles to files the rollback removes see them go stale.
 pub fn rollback(pool: &str, dataset: &str, name: &SnapshotName) -> Result<RollbackReport, String> {
     let source = store_dir(dataset).join(name.as_str());
     if !source.exists() {
@@ -322,11 +365,14 @@ fn sync_dir(src: &Path, dst: &Path, top: bool, report: &mut RollbackReport) -> i
             copy_metadata(&from, &to, &meta)?;
             report.directories += 1;
         } else {
-            if existing.as_ref().is_some_and(|m| m.is_dir()) {
-                remove_any(&to)?;
-            }
-            restore_entry(&from, &to, &meta)?;
-            report.files += 1;
+            let existing = match existing {
+                Some(m) if m.is_dir() => {
+                    remove_any(&to)?;
+                    None
+                }
+                other => other,
+            };
+            restore_entry(&from, &to, &meta, existing.as_ref(), report)?;
         }
     }
     copy_metadata(src, dst, &std::fs::symlink_metadata(src)?)
@@ -342,22 +388,70 @@ fn remove_any(path: &Path) -> io::Result<()> {
     .map_err(|e| path_error("removing", path, e))
 }
 
-/// Restores one non-directory entry through a temporary name, then renames it into place, so
-/// a client never sees a half-written file.
-fn restore_entry(from: &Path, to: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+/// Whether the live entry `live` is still the snapshot's entry `snap`: a snapshot keeps inode
+/// numbers, and any change to a file's content or attributes moves its change time.
+fn unchanged_since(snap: &std::fs::Metadata, live: &std::fs::Metadata) -> bool {
+    live.ino() == snap.ino()
+        && live.ctime() == snap.ctime()
+        && live.ctime_nsec() == snap.ctime_nsec()
+        && live.mtime() == snap.mtime()
+        && live.mtime_nsec() == snap.mtime_nsec()
+        && live.size() == snap.size()
+        && live.file_type() == snap.file_type()
+}
+
+/// Gives the open file `output` the content of `input`: a reflink where the filesystem can
+/// (the snapshot and the dataset are on one btrfs), else a byte copy. Returns the bytes
+/// copied.
+fn clone_content(input: &std::fs::File, output: &std::fs::File, from: &Path) -> io::Result<u64> {
+    if rustix::fs::ioctl_ficlone(output, input).is_ok() {
+        return Ok(0);
+    }
+    let mut input = input;
+    let mut output = output;
+    io::copy(&mut input, &mut output).map_err(|e| path_error("copying", from, e))
+}
+
+/// Restores one non-directory entry, unless it has not changed since the snapshot. A
+/// regular file that is still a regular file is restored in place (its inode stays, and with
+/// it clients' handles); anything else is made under a temporary name and renamed into
+/// place, so a client never sees a half-made entry.
+fn restore_entry(
+    from: &Path,
+    to: &Path,
+    meta: &std::fs::Metadata,
+    existing: Option<&std::fs::Metadata>,
+    report: &mut RollbackReport,
+) -> io::Result<()> {
+    let kind = meta.file_type();
+    if let Some(live) = existing {
+        if unchanged_since(meta, live) {
+            report.unchanged += 1;
+            return Ok(());
+        }
+        if kind.is_file() && live.is_file() {
+            let input = std::fs::File::open(from).map_err(|e| path_error("opening", from, e))?;
+            let output = std::fs::OpenOptions::new()
+                .write(true)
+                .open(to)
+                .map_err(|e| path_error("opening", to, e))?;
+            // A reflink of a whole file into a shorter one is always allowed.
+            output
+                .set_len(0)
+                .map_err(|e| path_error("truncating", to, e))?;
+            report.copied_bytes += clone_content(&input, &output, from)?;
+            copy_metadata(from, to, meta)?;
+            report.files += 1;
+            return Ok(());
+        }
+    }
     let parent = to.parent().unwrap_or(Path::new("/"));
     let tmp = parent.join(".tank-rollback.tmp");
     let _ = std::fs::remove_file(&tmp);
-    let kind = meta.file_type();
     if kind.is_file() {
         let input = std::fs::File::open(from).map_err(|e| path_error("opening", from, e))?;
         let output = std::fs::File::create(&tmp).map_err(|e| path_error("creating", &tmp, e))?;
-        if rustix::fs::ioctl_ficlone(&output, &input).is_err() {
-            // Not a reflink-capable pair: copy the bytes.
-            let mut input = input;
-            let mut output = output;
-            io::copy(&mut input, &mut output).map_err(|e| path_error("copying", from, e))?;
-        }
+        report.copied_bytes += clone_content(&input, &output, from)?;
     } else if kind.is_symlink() {
         let target = std::fs::read_link(from).map_err(|e| path_error("reading", from, e))?;
         std::os::unix::fs::symlink(&target, &tmp).map_err(|e| path_error("creating", &tmp, e))?;
@@ -373,7 +467,9 @@ fn restore_entry(from: &Path, to: &Path, meta: &std::fs::Metadata) -> io::Result
         .map_err(|e| path_error("creating", &tmp, io::Error::from(e)))?;
     }
     copy_metadata(from, &tmp, meta)?;
-    std::fs::rename(&tmp, to).map_err(|e| path_error("replacing", to, e))
+    std::fs::rename(&tmp, to).map_err(|e| path_error("replacing", to, e))?;
+    report.files += 1;
+    Ok(())
 }
 
 /// Owner, mode, extended attributes and times of `from`, onto `to` (not following links).
@@ -407,29 +503,49 @@ fn copy_metadata(from: &Path, to: &Path, meta: &std::fs::Metadata) -> io::Result
         .map_err(|e| path_error("setting the times of", to, e.into()))
 }
 
-/// Copies extended attributes (SMB's DOS attributes and streams, ACLs); one that cannot be
-/// copied is logged, not fatal.
-fn copy_xattrs(from: &Path, to: &Path) {
+/// The names of the extended attributes of `path` (not following links).
+fn xattr_names(path: &Path) -> Vec<std::ffi::CString> {
     let mut names = vec![0u8; 64 * 1024];
-    let Ok(len) = rustix::fs::llistxattr(from, &mut names) else {
-        return;
+    let Ok(len) = rustix::fs::llistxattr(path, &mut names) else {
+        return Vec::new();
     };
-    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(cname) = std::ffi::CString::new(name) else {
+    names[..len]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .filter_map(|n| std::ffi::CString::new(n).ok())
+        .collect()
+}
+
+/// Makes the extended attributes of `to` those of `from` (SMB's DOS attributes and streams,
+/// ACLs): copies each, removes those `from` lacks. One that cannot be copied or removed is
+/// logged, not fatal.
+fn copy_xattrs(from: &Path, to: &Path) {
+    let wanted = xattr_names(from);
+    for name in xattr_names(to) {
+        if wanted.contains(&name) {
             continue;
-        };
+        }
+        if let Err(e) = rustix::fs::lremovexattr(to, name.as_c_str()) {
+            log::warn!(
+                "rollback: cannot remove attribute {} of {}: {e}",
+                name.to_string_lossy(),
+                to.display()
+            );
+        }
+    }
+    for name in wanted {
         let mut value = vec![0u8; 64 * 1024];
-        match rustix::fs::lgetxattr(from, cname.as_c_str(), &mut value) {
+        match rustix::fs::lgetxattr(from, name.as_c_str(), &mut value) {
             Ok(n) => {
                 if let Err(e) = rustix::fs::lsetxattr(
                     to,
-                    cname.as_c_str(),
+                    name.as_c_str(),
                     &value[..n],
                     rustix::fs::XattrFlags::empty(),
                 ) {
                     log::warn!(
                         "rollback: cannot restore attribute {} of {}: {e}",
-                        String::from_utf8_lossy(name),
+                        name.to_string_lossy(),
                         to.display()
                     );
                 }
@@ -472,10 +588,37 @@ mod tests {
         std::fs::create_dir_all(dst.join("new-dir/deep")).unwrap();
         std::fs::write(dst.join("link"), b"a file where a link was").unwrap();
         std::fs::create_dir_all(dst.join(SNAPSHOT_DIR).join("s1")).unwrap();
+        // A file that has not changed since the snapshot is the same inode (a hard link
+        // stands for that here).
+        std::fs::write(src.join("untouched"), b"as it was").unwrap();
+        std::fs::hard_link(src.join("untouched"), dst.join("untouched")).unwrap();
+        let set = |path: &Path, name: &std::ffi::CStr, value: &[u8]| {
+            rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).unwrap()
+        };
+        set(&src.join("kept"), c"user.wanted", b"1");
+        std::fs::write(dst.join("kept"), b"same but rewritten").unwrap();
+        set(&dst.join("kept"), c"user.added-later", b"2");
+        let changed_inode = std::fs::metadata(dst.join("a/b/file")).unwrap().ino();
 
         let mut report = RollbackReport::default();
         sync_dir(&src, &dst, true, &mut report).unwrap();
         assert_eq!(std::fs::read(dst.join("a/b/file")).unwrap(), b"original");
+        // Restored in place: the same inode, so a client's handle stays valid.
+        assert_eq!(
+            std::fs::metadata(dst.join("a/b/file")).unwrap().ino(),
+            changed_inode
+        );
+        assert_eq!(std::fs::read(dst.join("untouched")).unwrap(), b"as it was");
+        assert_eq!(report.unchanged, 1, "{report:?}");
+        assert_eq!(report.files, 3, "{report:?}");
+        // ext4 or tmpfs here: no reflinks, the two changed files' bytes were copied.
+        assert_eq!(
+            report.copied_bytes,
+            (b"original".len() + b"same".len()) as u64,
+            "{report:?}"
+        );
+        let names: Vec<_> = xattr_names(&dst.join("kept"));
+        assert_eq!(names, [c"user.wanted".to_owned()]);
         assert_eq!(std::fs::read(dst.join("kept")).unwrap(), b"same");
         assert_eq!(
             std::fs::metadata(dst.join("kept"))

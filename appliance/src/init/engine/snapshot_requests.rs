@@ -16,7 +16,7 @@ use crate::system::disks::human_size;
 use crate::system::info::utc_timestamp;
 
 /// How long `snapshot list` and `dataset list` spend measuring the space snapshots hold.
-const MEASURE_BUDGET: Duration = Duration::from_secs(5);
+pub(super) const MEASURE_BUDGET: Duration = Duration::from_secs(5);
 
 impl Appliance {
     fn require_dataset(&self, dataset: &DatasetName) -> Result<(), String> {
@@ -152,13 +152,19 @@ impl Appliance {
                 // Clients of the shares must look again: the kernel forgets cached handles.
                 self.snapshots_changed();
                 Ok(Reply::Done(format!(
-                    "{} rolled back to {} in {:.1} s: {} files and {} directories restored, {} entries removed",
+                    "{} rolled back to {} in {:.1} s: {} files and {} directories restored, {} files unchanged, {} entries removed, {}",
                     dataset.as_str(),
                     name,
                     started.elapsed().as_secs_f64(),
                     report.files,
                     report.directories,
-                    report.removed
+                    report.unchanged,
+                    report.removed,
+                    if report.copied_bytes == 0 {
+                        "no data copied".to_owned()
+                    } else {
+                        format!("{} copied", human_size(report.copied_bytes))
+                    }
                 )))
             }
             SnapshotRequest::Clone {
@@ -269,12 +275,9 @@ impl Appliance {
             let result = self.run_task(task, at);
             match &result {
                 Ok(line) => log::info!("snapshot task {}: {line}", task.id),
-                Err(e) => {
-                    log::error!("snapshot task {}: {e}", task.id);
-                    self.alerts
-                        .push(format!("snapshot task {} failed: {e}", task.id));
-                }
+                Err(e) => log::error!("snapshot task {}: {e}", task.id),
             }
+            set_task_alert(&mut self.alerts, task.id, result.as_ref().err());
             self.task_results.insert(
                 task.id,
                 format!(
@@ -355,5 +358,46 @@ impl Appliance {
             )),
             last.map_or_else(String::new, |(id, r)| format!("; last: task {id} at {r}"))
         )
+    }
+}
+
+/// Keeps at most one alert per task: a task failing every minute must not pile them up, and
+/// a task that works again clears its alert.
+fn set_task_alert(alerts: &mut Vec<String>, task: u32, failure: Option<&String>) {
+    let prefix = format!("snapshot task {task} failed: ");
+    alerts.retain(|a| !a.starts_with(&prefix));
+    if let Some(e) = failure {
+        alerts.push(format!("{prefix}{e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_task_alert;
+
+    #[test]
+    fn one_alert_per_failing_task() {
+        let mut alerts = vec!["pool tank is DEGRADED".to_owned()];
+        let e = "cannot snapshot".to_owned();
+        for _ in 0..3 {
+            set_task_alert(&mut alerts, 1, Some(&e));
+        }
+        set_task_alert(&mut alerts, 12, Some(&e));
+        assert_eq!(
+            alerts,
+            [
+                "pool tank is DEGRADED",
+                "snapshot task 1 failed: cannot snapshot",
+                "snapshot task 12 failed: cannot snapshot"
+            ]
+        );
+        set_task_alert(&mut alerts, 1, None);
+        assert_eq!(
+            alerts,
+            [
+                "pool tank is DEGRADED",
+                "snapshot task 12 failed: cannot snapshot"
+            ]
+        );
     }
 }

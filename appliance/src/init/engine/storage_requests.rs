@@ -411,7 +411,10 @@ impl Appliance {
             self.require_pool()?;
         }
         match request {
-            DatasetRequest::List => Ok(Reply::Datasets(storage::dataset_list(&self.config))),
+            DatasetRequest::List => Ok(Reply::Datasets(storage::dataset_list(
+                &self.config,
+                std::time::Instant::now() + super::snapshot_requests::MEASURE_BUDGET,
+            ))),
             DatasetRequest::Create { name, props } => {
                 let ds = storage::dataset_create(&self.config, &name, &props)?;
                 let mut new = self.config.clone();

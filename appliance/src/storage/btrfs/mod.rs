@@ -62,8 +62,8 @@ pub use status::{
     FilesystemInfo, Profile, SpaceUsage,
 };
 pub use subvolume::{
-    create_snapshot, create_subvolume, delete_subvolume, exclusive_bytes, list_subvolumes,
-    subvolume_created, subvolume_id, Subvolume,
+    bytes_outside, create_snapshot, create_subvolume, delete_subvolume, exclusive_bytes, extents,
+    list_subvolumes, subvolume_created, subvolume_id, Extents, Subvolume,
 };
 pub use uuid::Uuid;
 

@@ -112,11 +112,26 @@ pub fn subvolume_created(path: &Path) -> Result<(u64, u64), BtrfsError> {
     Ok((info.id, created))
 }
 
-/// Bytes of the files under `path` that no other file or subvolume shares (what deleting
-/// them would free), from each file's extent map, as `btrfs filesystem du` counts them.
-/// Stops at `deadline` and returns what it counted with `false` ("at least").
-pub fn exclusive_bytes(path: &Path, deadline: std::time::Instant) -> (u64, bool) {
-    let mut total = 0u64;
+/// What [`extents`] found under a path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extents {
+    /// Bytes of extents that no other file or subvolume shares.
+    pub exclusive: u64,
+    /// The physical `(start, end)` ranges of the extents that are shared (kept only when
+    /// asked for).
+    pub shared: Vec<(u64, u64)>,
+    /// `false` when the walk stopped at its deadline: the figures are then lower bounds.
+    pub complete: bool,
+}
+
+/// Walks the regular files under `path` (not following links or leaving the filesystem's
+/// directory tree) and sums their extent maps, as `btrfs filesystem du` does; with
+/// `keep_shared` it also returns where the shared extents are. Stops at `deadline`.
+pub fn extents(path: &Path, deadline: std::time::Instant, keep_shared: bool) -> Extents {
+    let mut out = Extents {
+        complete: true,
+        ..Extents::default()
+    };
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -124,7 +139,8 @@ pub fn exclusive_bytes(path: &Path, deadline: std::time::Instant) -> (u64, bool)
         };
         for entry in entries.flatten() {
             if std::time::Instant::now() > deadline {
-                return (total, false);
+                out.complete = false;
+                return out;
             }
             let Ok(kind) = entry.file_type() else {
                 continue;
@@ -134,13 +150,68 @@ pub fn exclusive_bytes(path: &Path, deadline: std::time::Instant) -> (u64, bool)
             } else if kind.is_file() {
                 if let Ok(file) = File::open(entry.path()) {
                     if let Ok(extents) = btrfs_uapi::fiemap::file_extents(fd(&file)) {
-                        total += extents.total_bytes.saturating_sub(extents.shared_bytes);
+                        out.exclusive += extents.total_bytes.saturating_sub(extents.shared_bytes);
+                        if keep_shared {
+                            out.shared.extend(extents.shared_extents);
+                        }
                     }
                 }
             }
         }
     }
-    (total, true)
+    out
+}
+
+/// Bytes of the files under `path` that no other file or subvolume shares (what deleting
+/// them would free). Stops at `deadline` and returns what it counted with `false` ("at
+/// least").
+pub fn exclusive_bytes(path: &Path, deadline: std::time::Instant) -> (u64, bool) {
+    let found = extents(path, deadline, false);
+    (found.exclusive, found.complete)
+}
+
+/// Bytes covered by `ranges` and not by `minus` (both `(start, end)` half-open ranges, in
+/// any order, overlaps allowed).
+pub fn bytes_outside(mut ranges: Vec<(u64, u64)>, mut minus: Vec<(u64, u64)>) -> u64 {
+    let ranges = merge(&mut ranges);
+    let minus = merge(&mut minus);
+    let mut total = 0;
+    let mut j = 0;
+    for (start, end) in ranges {
+        let mut at = start;
+        // Skip the holes that end before this range.
+        while j < minus.len() && minus[j].1 <= at {
+            j += 1;
+        }
+        let mut k = j;
+        while at < end {
+            match minus.get(k) {
+                Some(&(m_start, m_end)) if m_start < end => {
+                    total += m_start.saturating_sub(at);
+                    at = at.max(m_end);
+                    k += 1;
+                }
+                _ => {
+                    total += end - at;
+                    at = end;
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Sorts and merges overlapping or touching ranges.
+fn merge(ranges: &mut [(u64, u64)]) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for &(start, end) in ranges.iter().filter(|(s, e)| s < e) {
+        match out.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
+        }
+    }
+    out
 }
 
 /// Deletes the subvolume at `path`. The kernel reclaims its space in the background.
@@ -212,5 +283,64 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_name(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn bytes_outside_ranges() {
+        assert_eq!(bytes_outside(vec![], vec![(0, 10)]), 0);
+        assert_eq!(bytes_outside(vec![(0, 10)], vec![]), 10);
+        // Overlapping and repeated ranges count once.
+        assert_eq!(bytes_outside(vec![(0, 10), (5, 15), (0, 10)], vec![]), 15);
+        assert_eq!(bytes_outside(vec![(0, 10)], vec![(0, 10)]), 0);
+        assert_eq!(bytes_outside(vec![(0, 10)], vec![(2, 4), (6, 8)]), 6);
+        assert_eq!(bytes_outside(vec![(0, 10)], vec![(5, 100)]), 5);
+        assert_eq!(bytes_outside(vec![(10, 20), (30, 40)], vec![(15, 35)]), 10);
+        assert_eq!(
+            bytes_outside(vec![(30, 40), (10, 20)], vec![(0, 5), (50, 60)]),
+            20
+        );
+        // Empty or reversed ranges are nothing.
+        assert_eq!(bytes_outside(vec![(5, 5), (9, 3)], vec![]), 0);
+    }
+
+    /// Against a byte-by-byte count, on random ranges.
+    #[test]
+    fn bytes_outside_matches_a_bitmap() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..500 {
+            let mut pick = |count: u64| -> Vec<(u64, u64)> {
+                (0..next(count))
+                    .map(|_| {
+                        let start = next(200);
+                        (start, start + next(40))
+                    })
+                    .collect()
+            };
+            let ranges = pick(8);
+            let minus = pick(8);
+            let mut bitmap = [0u8; 256];
+            for &(s, e) in &ranges {
+                for b in &mut bitmap[s as usize..e as usize] {
+                    *b = 1;
+                }
+            }
+            for &(s, e) in &minus {
+                for b in &mut bitmap[s as usize..e as usize] {
+                    *b = 0;
+                }
+            }
+            let want = bitmap.iter().map(|&b| u64::from(b)).sum::<u64>();
+            assert_eq!(
+                bytes_outside(ranges.clone(), minus.clone()),
+                want,
+                "{ranges:?} minus {minus:?}"
+            );
+        }
     }
 }
