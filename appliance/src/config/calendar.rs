@@ -49,6 +49,14 @@ pub fn utc_timestamp(secs: u64) -> String {
     )
 }
 
+/// Seconds since the epoch of a UTC date and time (for tests of schedules).
+#[cfg(test)]
+pub fn at(year: i64, month: u32, day: u32, hour: u64, minute: u64) -> u64 {
+    u64::try_from(days_from_civil(year, month, day)).unwrap_or(0) * 86_400
+        + hour * 3_600
+        + minute * 60
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

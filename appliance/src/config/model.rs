@@ -1116,12 +1116,7 @@ mod tests {
         }
     }
 
-    /// Seconds since the epoch of a UTC date and time.
-    fn at(year: i64, month: u32, day: u32, hour: u64, minute: u64) -> u64 {
-        u64::try_from(days_from_civil(year, month, day)).unwrap() * 86_400
-            + hour * 3_600
-            + minute * 60
-    }
+    use crate::config::calendar::at;
 
     #[test]
     fn calendar() {

@@ -363,14 +363,8 @@ pub fn prune(task: &SnapshotTask, snapshots: &[Taken], now: u64) -> Vec<Snapshot
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::calendar::days_from_civil;
 
-    /// Seconds since the epoch of a UTC date and time.
-    fn at(year: i64, month: u32, day: u32, hour: u64, minute: u64) -> u64 {
-        u64::try_from(days_from_civil(year, month, day)).unwrap() * 86_400
-            + hour * 3_600
-            + minute * 60
-    }
+    use crate::config::calendar::at;
 
     #[test]
     fn names() {
