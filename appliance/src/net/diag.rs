@@ -5,8 +5,13 @@
 //! - port [`SINK_PORT`]: reads everything a client sends until it closes, then writes one
 //!   line `received N bytes` back;
 //! - port [`SOURCE_PORT`]: writes the armed number of bytes, then closes.
+//!
+//! The bytes never pass through the init: the sink splices the socket into `/dev/null`
+//! through a pipe, the source sends a file of the pattern with `sendfile`, so the figure is
+//! the network's and the kernel's (like NFS and SMB, served by the kernel), not that of a
+//! user-space copy loop. Where splicing is not possible they fall back to copying.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -75,37 +80,110 @@ fn serve(listener: TcpListener, is_sink: bool, bytes: u64, report: &dyn Fn(Strin
 
 fn sink(mut stream: TcpStream) -> std::io::Result<(u64, f64)> {
     let started = Instant::now();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => total += n as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let total = match splice_to_null(&stream) {
+        Ok(n) => n,
+        Err(SpliceError::Unsupported) => copy_to_nothing(&mut stream)?,
+        Err(SpliceError::Io(e)) => return Err(e),
+    };
     let secs = started.elapsed().as_secs_f64();
     let _ = stream.write_all(format!("received {total} bytes\n").as_bytes());
     Ok((total, secs))
 }
 
-fn source(mut stream: TcpStream, bytes: u64) -> std::io::Result<(u64, f64)> {
-    let started = Instant::now();
-    // Not zeros: a compressing link must not flatter the figure.
+enum SpliceError {
+    /// The kernel cannot splice these files: copy instead (nothing was consumed).
+    Unsupported,
+    Io(std::io::Error),
+}
+
+/// Moves everything the socket receives into `/dev/null` inside the kernel.
+fn splice_to_null(stream: &TcpStream) -> Result<u64, SpliceError> {
+    use rustix::pipe::{pipe, splice, SpliceFlags};
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|_| SpliceError::Unsupported)?;
+    let (read_end, write_end) = pipe().map_err(|_| SpliceError::Unsupported)?;
+    let mut total = 0u64;
+    loop {
+        let n = match splice(stream, None, &write_end, None, 1 << 20, SpliceFlags::MOVE) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::INVAL) if total == 0 => return Err(SpliceError::Unsupported),
+            Err(e) => return Err(SpliceError::Io(e.into())),
+        };
+        let mut left = n;
+        while left > 0 {
+            match splice(&read_end, None, &null, None, left, SpliceFlags::MOVE) {
+                Ok(0) => break,
+                Ok(m) => left -= m,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(SpliceError::Io(e.into())),
+            }
+        }
+        total += n as u64;
+    }
+}
+
+fn copy_to_nothing(stream: &mut TcpStream) -> std::io::Result<u64> {
+    std::io::copy(stream, &mut std::io::sink())
+}
+
+/// The pattern the source sends: random-looking (a compressing link must not flatter the
+/// figure), one block written to a file once and sent again and again.
+fn pattern_block() -> Vec<u8> {
     let mut state = 0x2545_f491_4f6c_dd1du64;
-    let buf: Vec<u8> = (0..256 * 1024)
+    (0..PATTERN_BLOCK)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state as u8
         })
-        .collect();
+        .collect()
+}
+
+const PATTERN_BLOCK: usize = 1 << 20;
+
+fn source(mut stream: TcpStream, bytes: u64) -> std::io::Result<(u64, f64)> {
+    let block = pattern_block();
+    let path = std::env::temp_dir().join(format!("tank-diag-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&block).map(|()| f));
+    let _ = std::fs::remove_file(&path);
+    let started = Instant::now();
     let mut left = bytes;
+    let mut kernel_side = file.is_ok();
     while left > 0 {
-        let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-        stream.write_all(&buf[..n])?;
+        let n = usize::try_from(left.min(PATTERN_BLOCK as u64)).unwrap_or(PATTERN_BLOCK);
+        match (&file, kernel_side) {
+            (Ok(file), true) => {
+                let mut offset = 0u64;
+                while (offset as usize) < n {
+                    let count = n - offset as usize;
+                    match rustix::fs::sendfile(&stream, file, Some(&mut offset), count) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(rustix::io::Errno::INTR) => {}
+                        Err(rustix::io::Errno::INVAL) if offset == 0 => {
+                            kernel_side = false;
+                            break;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if !kernel_side {
+                    continue;
+                }
+            }
+            _ => stream.write_all(&block[..n])?,
+        }
         left -= n as u64;
     }
     stream.flush()?;
@@ -116,6 +194,7 @@ fn source(mut stream: TcpStream, bytes: u64) -> std::io::Result<(u64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     /// The sink counts what a client sends, the source sends what was armed (on loopback).
     #[test]
@@ -139,6 +218,7 @@ mod tests {
         let mut got = Vec::new();
         client.read_to_end(&mut got).unwrap();
         assert_eq!(got.len(), 300_000);
+        assert_eq!(&got[..], &pattern_block()[..300_000]);
         assert_eq!(server.join().unwrap().0, 300_000);
     }
 }
