@@ -44,18 +44,39 @@ pub fn arm(
 
 fn serve(listener: TcpListener, is_sink: bool, bytes: u64, report: &dyn Fn(String)) {
     let until = Instant::now() + ARMED_FOR;
+    // Made before the first client comes, so no transfer waits for it.
+    let pattern = (!is_sink).then(Pattern::new);
     let mut served = 0;
-    while Instant::now() < until && served < MAX_TRANSFERS {
+    while served < MAX_TRANSFERS {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        // Woken as a client connects: a poll sleep would count against the stream's time.
+        let mut fds = [rustix::event::PollFd::new(
+            &listener,
+            rustix::event::PollFlags::IN,
+        )];
+        let wait = rustix::time::Timespec {
+            tv_sec: left.as_secs().min(60) as i64,
+            tv_nsec: 0,
+        };
+        match rustix::event::poll(&mut fds, Some(&wait)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                report(format!("network perf: waiting for clients failed: {e}"));
+                return;
+            }
+        }
         match listener.accept() {
             Ok((stream, peer)) => {
                 served += 1;
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
                 let _ = stream.set_write_timeout(Some(Duration::from_secs(60)));
-                let result = if is_sink {
-                    sink(stream)
-                } else {
-                    source(stream, bytes)
+                let result = match &pattern {
+                    None => sink(stream),
+                    Some(pattern) => source(stream, bytes, pattern),
                 };
                 match result {
                     Ok((n, secs)) => report(format!(
@@ -67,9 +88,7 @@ fn serve(listener: TcpListener, is_sink: bool, bytes: u64, report: &dyn Fn(Strin
                     Err(e) => report(format!("network perf: transfer with {peer} failed: {e}")),
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 report(format!("network perf: accept failed: {e}"));
                 return;
@@ -146,24 +165,37 @@ fn pattern_block() -> Vec<u8> {
 
 const PATTERN_BLOCK: usize = 1 << 20;
 
-fn source(mut stream: TcpStream, bytes: u64) -> std::io::Result<(u64, f64)> {
-    let block = pattern_block();
-    let path = std::env::temp_dir().join(format!("tank-diag-{}", std::process::id()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(&block).map(|()| f));
-    let _ = std::fs::remove_file(&path);
+/// The block the source sends, in memory and, for `sendfile`, in an unlinked file.
+struct Pattern {
+    block: Vec<u8>,
+    file: Option<std::fs::File>,
+}
+
+impl Pattern {
+    fn new() -> Pattern {
+        let block = pattern_block();
+        let path = std::env::temp_dir().join(format!("tank-diag-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&block).map(|()| f))
+            .ok();
+        let _ = std::fs::remove_file(&path);
+        Pattern { block, file }
+    }
+}
+
+fn source(mut stream: TcpStream, bytes: u64, pattern: &Pattern) -> std::io::Result<(u64, f64)> {
     let started = Instant::now();
     let mut left = bytes;
-    let mut kernel_side = file.is_ok();
+    let mut kernel_side = pattern.file.is_some();
     while left > 0 {
         let n = usize::try_from(left.min(PATTERN_BLOCK as u64)).unwrap_or(PATTERN_BLOCK);
-        match (&file, kernel_side) {
-            (Ok(file), true) => {
+        match (&pattern.file, kernel_side) {
+            (Some(file), true) => {
                 let mut offset = 0u64;
                 while (offset as usize) < n {
                     let count = n - offset as usize;
@@ -182,7 +214,7 @@ fn source(mut stream: TcpStream, bytes: u64) -> std::io::Result<(u64, f64)> {
                     continue;
                 }
             }
-            _ => stream.write_all(&block[..n])?,
+            _ => stream.write_all(&pattern.block[..n])?,
         }
         left -= n as u64;
     }
@@ -212,8 +244,9 @@ mod tests {
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server =
-            std::thread::spawn(move || source(listener.accept().unwrap().0, 300_000).unwrap());
+        let server = std::thread::spawn(move || {
+            source(listener.accept().unwrap().0, 300_000, &Pattern::new()).unwrap()
+        });
         let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let mut got = Vec::new();
         client.read_to_end(&mut got).unwrap();

@@ -3,9 +3,12 @@
 //!
 //! Each function runs on the worker thread of one request and checks its deadline between
 //! blocks, so a command that the agent already answered with `err timeout` stops soon after
-//! when the file system lets it. Timings (`seconds`, `mib_s`) count the time spent in the file
-//! system calls (open, read or write, fsync), not the pattern or the checksum, so they measure
-//! the file system and its network. What does not live here: mounts ([`crate::mounts`]), TCP
+//! when the file system lets it. Timings (`seconds`, `mib_s`) of `write` and `read` are the wall
+//! clock from open to the last call (write: fsync and close), with nothing but file system
+//! calls in between: a transfer of up to [`STAGE_LIMIT`] bytes is staged in memory, its pattern
+//! made and its checksum taken off the clock. Leaving that work between the calls and only
+//! stopping the clock for it would flatter the rate, because readahead and writeback carry on
+//! in the background meanwhile. What does not live here: mounts ([`crate::mounts`]), TCP
 //! ([`crate::tcp`]), parsing ([`crate::command`]).
 
 use std::fs::{self, File, OpenOptions};
@@ -23,6 +26,9 @@ use crate::protocol::Fields;
 
 /// The largest file `cat` returns.
 pub const CAT_LIMIT: usize = 64 << 10;
+
+/// The largest `write` or `read` staged in memory, so that only file system calls are timed.
+pub const STAGE_LIMIT: u64 = 32 << 20;
 
 /// Why a command failed; [`OpError::code`] is the word the reply carries.
 #[derive(Debug, thiserror::Error)]
@@ -157,40 +163,55 @@ pub fn write(spec: &WriteSpec, deadline: Instant) -> Result<Fields, OpError> {
     if spec.direct {
         options.custom_flags(direct_flag());
     }
-    let mut io_time = Duration::ZERO;
-    let mut file = timed(&mut io_time, || options.open(&spec.path))
-        .map_err(OpError::io(format!("open {}", show(&spec.path))))?;
     let offset = if spec.append {
-        file.metadata().map_err(OpError::io(what()))?.len()
+        fs::metadata(&spec.path).map(|m| m.len()).unwrap_or(0)
     } else {
         0
     };
-    let mut buf = Aligned::new(spec.block);
-    let buf = buf.get();
     let mut hasher = Sha256::new();
+    // The whole payload made and hashed before the clock starts, when it is small enough.
+    let mut staged = (spec.size <= STAGE_LIMIT).then(|| {
+        let mut data = Aligned::new(spec.size as usize);
+        pattern::fill(spec.seed, offset, data.get());
+        hasher.update(data.get());
+        data
+    });
+    let mut block = Aligned::new(if staged.is_some() { 0 } else { spec.block });
+    let started = Instant::now();
+    let mut file = options
+        .open(&spec.path)
+        .map_err(OpError::io(format!("open {}", show(&spec.path))))?;
     let mut done = 0u64;
     while done < spec.size {
         check(deadline, "write")?;
-        let n = (spec.size - done).min(buf.len() as u64) as usize;
-        pattern::fill(spec.seed, offset + done, &mut buf[..n]);
-        hasher.update(&buf[..n]);
-        timed(&mut io_time, || file.write_all(&buf[..n])).map_err(OpError::io(what()))?;
+        let n = (spec.size - done).min(spec.block as u64) as usize;
+        let chunk: &[u8] = match staged.as_mut() {
+            Some(data) => &data.get()[done as usize..done as usize + n],
+            None => {
+                let buf = &mut block.get()[..n];
+                pattern::fill(spec.seed, offset + done, buf);
+                hasher.update(&*buf);
+                buf
+            }
+        };
+        file.write_all(chunk).map_err(OpError::io(what()))?;
         done += n as u64;
     }
     if spec.fsync {
-        timed(&mut io_time, || file.sync_all())
+        file.sync_all()
             .map_err(OpError::io(format!("fsync {}", show(&spec.path))))?;
     }
-    timed(&mut io_time, || drop(file));
+    drop(file);
     Ok(timing(
         Fields::new().put("sha256", pattern::hex(&hasher.finalize())),
         done,
-        io_time,
+        started.elapsed(),
     ))
 }
 
-/// Reads a whole file in blocks; returns the byte count, the sha256 (if asked) and the time
-/// spent in open and read.
+/// Reads a whole file in blocks; returns the byte count, the sha256 (if asked) and the wall
+/// clock of the reads. A file of up to [`STAGE_LIMIT`] bytes is read into memory and hashed
+/// after the clock stops; a larger one is hashed block by block, on the clock.
 fn read_all(
     path: &Path,
     block: usize,
@@ -204,27 +225,48 @@ fn read_all(
     if direct {
         options.custom_flags(direct_flag());
     }
-    let mut io_time = Duration::ZERO;
-    let mut file = timed(&mut io_time, || options.open(path))
-        .map_err(OpError::io(format!("open {}", show(path))))?;
-    let mut buf = Aligned::new(block);
+    let len = fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    // Room for the whole file and one more block, in which the read that finds the end lands.
+    let capacity = if hash && len <= STAGE_LIMIT {
+        (len as usize).div_ceil(block) * block + block
+    } else {
+        block
+    };
+    let mut buf = Aligned::new(capacity);
     let buf = buf.get();
     let mut hasher = hash.then(Sha256::new);
     let mut total = 0u64;
+    // buf[..at] holds bytes read and not hashed yet.
+    let mut at = 0usize;
+    let started = Instant::now();
+    let mut file = options
+        .open(path)
+        .map_err(OpError::io(format!("open {}", show(path))))?;
     loop {
         check(deadline, "read")?;
-        let n = match timed(&mut io_time, || file.read(buf)) {
+        // Full, or (O_DIRECT) no longer aligned after a short read: hash and start over.
+        if at + block > buf.len() || (direct && !at.is_multiple_of(Aligned::ALIGN)) {
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf[..at]);
+            }
+            at = 0;
+        }
+        let n = match file.read(&mut buf[at..at + block]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(OpError::io(what())(e)),
         };
-        if let Some(h) = hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
+        at += n;
         total += n as u64;
     }
-    Ok((total, hasher.map(|h| pattern::hex(&h.finalize())), io_time))
+    let took = started.elapsed();
+    drop(file);
+    let sha = hasher.map(|mut h| {
+        h.update(&buf[..at]);
+        pattern::hex(&h.finalize())
+    });
+    Ok((total, sha, took))
 }
 
 /// `read`: the whole file, after dropping the page cache unless `cached`.
@@ -631,6 +673,37 @@ mod tests {
         assert_eq!(c.get("data").unwrap(), b"hello\nworld");
         assert_eq!(cat(&file).unwrap_err().code(), "failed");
         assert!(statfs(&dir).unwrap().parse::<u64>("bytes_total").unwrap() > 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Above [`STAGE_LIMIT`] the pattern and the checksum are made block by block; both ways
+    /// write and read the same bytes and checksums.
+    #[test]
+    fn staged_and_streamed_transfers_agree() {
+        let dir = scratch("staged");
+        for size in [STAGE_LIMIT, STAGE_LIMIT + 4097] {
+            let spec = WriteSpec {
+                path: dir.join(format!("f{size}")),
+                size,
+                seed: 9,
+                block: 1 << 20,
+                direct: false,
+                fsync: false,
+                append: false,
+                exclusive: false,
+                mode: 0o644,
+            };
+            let w = write(&spec, later()).unwrap();
+            let expected = pattern::sha256_hex(9, size);
+            assert_eq!(w.text("sha256").unwrap(), expected, "write of {size}");
+            assert!(w.parse::<f64>("seconds").unwrap() > 0.0);
+            let (bytes, sha, _) = read_all(&spec.path, 1 << 20, false, true, later()).unwrap();
+            assert_eq!(
+                (bytes, sha.as_deref()),
+                (size, Some(&*expected)),
+                "read of {size}"
+            );
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 
