@@ -38,7 +38,7 @@ impl Guest {
     /// Starts QEMU for `config` (its serial console must not be interactive).
     pub fn start(mut config: QemuConfig, name: &str) -> Result<Guest> {
         config.interactive = false;
-        let run_dir = crate::workspace_root().join("target/tank-test-runs");
+        let run_dir = crate::runs_dir();
         std::fs::create_dir_all(&run_dir)?;
         let qmp = run_dir.join(format!("{name}-{}.qmp", std::process::id()));
         let _ = std::fs::remove_file(&qmp);

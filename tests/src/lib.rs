@@ -26,13 +26,25 @@ pub fn image_dir(board: &str) -> PathBuf {
     }
 }
 
+/// Where the tests' guests and files live: `target/tank-test-runs`.
+pub fn runs_dir() -> PathBuf {
+    workspace_root().join("target/tank-test-runs")
+}
+
+/// An empty folder for one test's files, `target/tank-test-runs/<name>-<pid>/`.
+pub fn fresh_run_dir(name: &str) -> PathBuf {
+    let dir = runs_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        panic!("cannot create {}: {e}", dir.display());
+    }
+    dir
+}
+
 /// Fresh sparse disk images for one test, under `target/tank-test-runs/<name>-<pid>/`:
 /// `sda.img`, `sdb.img`, ... with the given sizes.
 pub fn fresh_disks(name: &str, sizes: &[u64]) -> Vec<PathBuf> {
-    let dir = workspace_root()
-        .join("target/tank-test-runs")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_run_dir(name);
     sizes
         .iter()
         .enumerate()

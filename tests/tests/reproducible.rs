@@ -14,10 +14,7 @@ fn image_build_is_reproducible() {
     let init = need("TANK_INIT_BINARY");
     let board = board::default_board();
     let built = tank_tests::image_dir(board.name);
-    let again = tank_tests::workspace_root()
-        .join("target/tank-test-runs")
-        .join(format!("reproducible-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&again);
+    let again = tank_tests::fresh_run_dir("reproducible");
     image::build(&image::BuildRequest {
         board,
         init_binary: &init,

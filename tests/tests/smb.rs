@@ -3,7 +3,7 @@
 //! One boot covers listing, transfers with non-ASCII names, ownership, every refusal, dialects
 //! and signing; a reboot shows users and shares come back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -47,15 +47,6 @@ fn smb_fails(port: u16, args: &[&str], needle: &str) -> String {
         "smbclient {args:?} should fail with {needle}:\n{t}"
     );
     t
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = tank_tests::workspace_root()
-        .join("target/tank-test-runs")
-        .join(format!("{name}-files-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Deterministic bytes that do not compress.
@@ -135,7 +126,7 @@ fn smb_shares_users_and_access() {
 
     let alice = "alice%alice-Pw1";
     // Put and get, byte for byte, with non-ASCII names; list a directory.
-    let dir = scratch("smb");
+    let dir = tank_tests::fresh_run_dir("smb-files");
     let local = dir.join("up.bin");
     let data = pattern(3 << 20, 7);
     std::fs::write(&local, &data).unwrap();

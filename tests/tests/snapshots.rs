@@ -252,15 +252,6 @@ impl Smb {
     }
 }
 
-fn scratch() -> PathBuf {
-    let dir = tank_tests::workspace_root()
-        .join("target/tank-test-runs")
-        .join(format!("snapshots-files-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The appliance with eth1 on `link` and SMB forwarded from a free host port.
 fn boot_appliance(name: &str, disks: &[PathBuf], link: &Link) -> (Guest, u16) {
     let mut config = client::appliance_config(disks, std::slice::from_ref(link));
@@ -350,7 +341,7 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     };
 
     // Files: the document written from the host, a small text.
-    let dir = scratch();
+    let dir = tank_tests::fresh_run_dir("snapshots-files");
     let doc = pattern::bytes(DOC_SEED, DOC_SIZE as usize);
     let doc_sha = pattern::sha256_hex(DOC_SEED, DOC_SIZE);
     std::fs::write(dir.join("doc.bin"), &doc).unwrap();

@@ -66,10 +66,7 @@ fn power_off(guest: &mut Guest) {
 #[test]
 fn uefi_boot_marks_slot_good_assembles_pool_and_falls_back() {
     let board = board::default_board();
-    let run = tank_tests::workspace_root()
-        .join("target/tank-test-runs")
-        .join(format!("uefi-boot-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&run);
+    let run = tank_tests::fresh_run_dir("uefi-boot");
     let uefi = Uefi::fresh(&disk_image(board), &run).expect("a copy of the disk image");
     let disks = tank_tests::fresh_disks("uefi", &[1 << 30, 1 << 30]);
     assert_eq!(

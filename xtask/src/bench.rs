@@ -78,7 +78,7 @@ fn disk_figures(board: &'static board::Board, image_dir: &Path) -> Result<DiskFi
         bundle_bytes: std::fs::metadata(&bundle).map(|m| m.len()).unwrap_or(0),
         ..Default::default()
     };
-    let run = crate::root().join("target/tank-test-runs/bench-uefi");
+    let run = tank_tests::runs_dir().join("bench-uefi");
     let mut config = QemuConfig::new(board, image_dir.to_path_buf());
     config.uefi = Some(Uefi::fresh(&image, &run)?);
     config.accel = Accel::from_env().map_err(anyhow::Error::msg)?;
@@ -282,7 +282,7 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
         "bench: NFS from the test client and SMB from smbclient, against plain TCP ({} MiB)",
         shares::PAYLOAD >> 20
     );
-    let scratch = crate::root().join("target/tank-test-runs/bench-shares-files");
+    let scratch = tank_tests::runs_dir().join("bench-shares-files");
     (bench.nfs, bench.smb) = shares::share_figures(board, &image_dir, &scratch)?;
     bench.run_seconds = started.elapsed().as_secs_f64();
 
