@@ -376,6 +376,7 @@ fn check_ports_free() -> Result<()> {
 }
 
 fn test(args: &[String]) -> Result<()> {
+    prereqs::ensure()?;
     check_ports_free()?;
     // Every board has a boot test, so every board's image is built.
     let mut image_dir = PathBuf::new();
