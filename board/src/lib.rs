@@ -104,7 +104,7 @@ const COMMON_ON_DEMAND: &[&str] = &[
 pub const QEMU_X86_64: Board = Board {
     name: "qemu-x86_64",
     description: "QEMU PC: virtio-scsi disks (sda, sdb), virtio-net, virtio-rng, serial ttyS0",
-    cmdline: "console=ttyS0,115200 panic=10 loglevel=4 tank.board=qemu-x86_64",
+    cmdline: "console=ttyS0,115200 panic=10 loglevel=4 printk.devkmsg=on tank.board=qemu-x86_64",
     consoles: &["ttyS0"],
     board_modules: &["virtio_scsi", "sd_mod", "virtio_net", "virtio_rng"],
     common_modules: COMMON_MODULES,
@@ -125,7 +125,7 @@ pub const PC_X86_64: Board = Board {
     name: "pc-x86_64",
     description:
         "x86-64 storage box: AHCI/SATA, NVMe, USB boot stick, common NICs, serial and VGA console",
-    cmdline: "console=tty0 console=ttyS0,115200 panic=10 loglevel=4 tank.board=pc-x86_64",
+    cmdline: "console=tty0 console=ttyS0,115200 panic=10 loglevel=4 printk.devkmsg=on tank.board=pc-x86_64",
     consoles: &["ttyS0", "tty1"],
     board_modules: &["sd_mod", "usb_storage", "uas"],
     common_modules: COMMON_MODULES,

@@ -1,7 +1,8 @@
 //! Tests on the real Debian kernel package.
 //!
 //! Gated by `TANK_KERNEL_CACHE`: a cache directory where `image::kernel::fetch` works (it
-//! downloads about 110 MB the first time). Without it the test says it is skipped and passes.
+//! downloads about 110 MB the first time). Without it the test records a skip (see
+//! `tank-test-gate`); `cargo xtask test` always sets it.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,9 +13,10 @@ fn cache_dir() -> Option<PathBuf> {
     match std::env::var_os("TANK_KERNEL_CACHE") {
         Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
         _ => {
-            eprintln!(
-                "skipped: set TANK_KERNEL_CACHE to a cache directory to test against the real \
-                 Debian kernel package (downloads ~110 MB with apt on first use)"
+            tank_test_gate::skip(
+                "the real kernel suite",
+                "set TANK_KERNEL_CACHE to a cache directory to test against the real Debian \
+                 kernel package (downloads ~110 MB with apt on first use)",
             );
             None
         }

@@ -1,5 +1,6 @@
 //! Boot tests on the default board (qemu-x86_64) over the serial console: prompt, status with
-//! disks and the DHCP address, garbage input, reboot, poweroff and the ACPI power button.
+//! disks and the DHCP address, garbage input, a burst of log lines that all reach `log`,
+//! reboot, poweroff and the ACPI power button.
 //!
 //! They need the image from `cargo xtask image` (run them with `cargo xtask test`, which builds
 //! it) and qemu-system-x86_64; without either they fail with the command to run.
@@ -93,6 +94,37 @@ fn console_status_garbage_reboot_poweroff() {
         .run("help", t)
         .expect("the console is alive after garbage");
     assert!(out.contains("network static"), "{out}");
+
+    // A burst of 200 log lines in about a second: every one reaches `log` (the kernel's
+    // /dev/kmsg rate limit of 10 records per 5 s would drop all but a few).
+    const BURST: usize = 200;
+    let burst: String = (0..BURST)
+        .map(|i| format!("log mark burst {i}\r"))
+        .collect();
+    guest.skip_output();
+    let sent = Instant::now();
+    guest.send(burst.as_bytes()).unwrap();
+    eprintln!(
+        "sent {BURST} marks in {:.2} s",
+        sent.elapsed().as_secs_f64()
+    );
+    guest
+        .run("log mark burst end", Duration::from_secs(120))
+        .unwrap();
+    let log = guest.run("log 1000", t).unwrap();
+    let missing: Vec<usize> = (0..BURST)
+        .filter(|i| {
+            !log.lines()
+                .any(|l| l.ends_with(&format!("tank: mark: burst {i}")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {BURST} log lines missing (first: {:?}):\n{log}",
+        missing.len(),
+        missing.first()
+    );
+    assert!(log.contains("tank: mark: burst end"), "{log}");
 
     // reboot comes back to the prompt.
     guest.skip_output();

@@ -273,9 +273,15 @@ fn code<T: std::fmt::Debug>(r: client::Result<T>) -> String {
 
 /// The init logged no failure about snapshots (a prune that failed, a snapshot taken but not
 /// browsable, a task that failed). The kernel's own lines (ksmbd refusing the test's writes)
-/// do not count.
-fn assert_no_snapshot_trouble(guest: &mut Guest) {
+/// do not count. As a positive control, the log must hold `expected`, a line the test knows
+/// the init wrote (a task's run): a log that lost or never read lines fails here instead of
+/// passing for want of trouble.
+fn assert_no_snapshot_trouble(guest: &mut Guest, expected: &str) {
     let log = ok(guest, "log 1000");
+    assert!(
+        log.lines().any(|l| l.contains(expected)),
+        "the log lacks the line the test expects ({expected:?}):\n{log}"
+    );
     let trouble: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("tank:") && l.contains("snapshot"))
@@ -707,7 +713,7 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
         line.contains("1 task(s)") && line.contains("next run"),
         "{line}"
     );
-    assert_no_snapshot_trouble(&mut nas);
+    assert_no_snapshot_trouble(&mut nas, "tank: snapshot task 1: took media@auto-t1-");
     c.poweroff().expect("the client powers off");
 
     // A daily task due a minute or two from now; the appliance is off at that time. Task 1
@@ -892,7 +898,7 @@ fn snapshots_tasks_browsing_rollback_catch_up() {
     assert!(out.contains("destroyed"), "{out}");
     assert!(manual(&snapshot_list(&mut nas, "media")).is_empty());
     assert!(!smb.ok("ls .snapshots/*").contains("before"));
-    assert_no_snapshot_trouble(&mut nas);
+    assert_no_snapshot_trouble(&mut nas, "tank: snapshot task 1: took media@auto-t1-");
     phase("destroyed a clone with its snapshots and a manual snapshot");
     poweroff(&mut nas);
     let _ = std::fs::remove_dir_all(Path::new(&dir));

@@ -192,7 +192,9 @@ pub fn ensure() -> Result<()> {
         // Installing rpcbind starts its daemon where systemd runs; the NFS tests forward the
         // well-known port 111 to the appliance's own rpcbind. It was not installed before this
         // command, so nothing of the user's depends on it running.
-        eprintln!("xtask: stopping the rpcbind daemon the package started (port 111 is the tests')");
+        eprintln!(
+            "xtask: stopping the rpcbind daemon the package started (port 111 is the tests')"
+        );
         let _ = Command::new("systemctl")
             .args(["disable", "--now", "rpcbind.socket", "rpcbind.service"])
             .stdout(std::process::Stdio::null())

@@ -43,6 +43,11 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         noun: "system",
+        usage: "log mark TEXT",
+        about: "write a line of your own into the log (e.g. before a change, to find it later)",
+    },
+    CommandHelp {
+        noun: "system",
         usage: "reboot",
         about: "stop services, unmount, restart (also: system reboot)",
     },
@@ -325,6 +330,20 @@ fn parse_system(rest: &[&str]) -> Result<Request, ParseError> {
 fn parse_log(rest: &[&str]) -> Result<Request, ParseError> {
     match rest {
         [] => Ok(Request::Log { lines: 40 }),
+        ["mark"] => Err(err(
+            "'log mark' needs the text to write",
+            "e.g. 'log mark before the upgrade'",
+        )),
+        ["mark", words @ ..] => {
+            let text = words.join(" ");
+            if text.len() > 200 || text.chars().any(char::is_control) {
+                return Err(err(
+                    "a log mark is one line of at most 200 characters",
+                    "e.g. 'log mark before the upgrade'",
+                ));
+            }
+            Ok(Request::LogMark(text))
+        }
         [n] => match n.parse::<usize>() {
             Ok(lines) if (1..=1000).contains(&lines) => Ok(Request::Log { lines }),
             _ => Err(err(
@@ -792,6 +811,11 @@ mod tests {
         assert_eq!(req("reboot"), Request::Reboot);
         assert_eq!(req("system poweroff"), Request::PowerOff);
         assert_eq!(req("log"), Request::Log { lines: 40 });
+        assert_eq!(
+            req("log mark before  the change"),
+            Request::LogMark("before the change".into())
+        );
+        assert!(error("log mark").contains("needs the text"));
         assert_eq!(req("system log 5"), Request::Log { lines: 5 });
         assert_eq!(req("hostname"), Request::Hostname(None));
         assert_eq!(

@@ -358,6 +358,8 @@ pub enum Request {
     Log {
         lines: usize,
     },
+    /// A line of the user's own in the log (`log mark TEXT`).
+    LogMark(String),
     Pool(PoolRequest),
     Dataset(DatasetRequest),
     File(FileRequest),

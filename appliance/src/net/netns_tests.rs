@@ -213,10 +213,11 @@ fn in_pool(address: Ipv4Addr) -> bool {
 
 #[test]
 fn dhcp_static_and_back_against_dnsmasq() {
-    if std::env::var(GATE).as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: set {GATE}=1 to run the network namespace test (needs root, ip and dnsmasq)"
-        );
+    const TEST: &str = "the DHCP client's network namespace suite";
+    if !tank_test_gate::enabled(GATE, TEST, "root, ip and dnsmasq")
+        || !tank_test_gate::tool(TEST, "ip", "iproute2")
+        || !tank_test_gate::tool(TEST, "dnsmasq", "dnsmasq-base")
+    {
         return;
     }
     if log::set_logger(&LOGGER).is_ok() {

@@ -94,7 +94,12 @@ pub fn answer(
             let domain = table.domain_for(r.address);
             if domain.is_none() {
                 refused();
-                log::info!("nfs: client {} may mount no share; refused", r.address);
+                crate::peer_log!(
+                    log::Level::Info,
+                    "nfs: refused clients",
+                    "nfs: client {} may mount no share; refused",
+                    r.address
+                );
             }
             let expiry = now + if domain.is_some() { TTL } else { NEGATIVE_TTL };
             wire::ip_reply(&r, expiry, domain.as_deref())
@@ -131,7 +136,9 @@ pub fn answer(
         }
         Err(e) => {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
-            log::warn!(
+            crate::peer_log!(
+                log::Level::Warn,
+                "nfs: malformed upcalls",
                 "nfs: dropped a malformed {cache} request ({e}): {:?}",
                 shown(line)
             );

@@ -160,7 +160,7 @@ struct Rig {
 
 fn rig() -> Rig {
     let registry = Arc::new(Mutex::new(sample_registry()));
-    let log = Arc::new(LogLimit::default());
+    let log = Arc::new(LogLimit);
     let exports = Arc::new(sample_exports);
     Rig {
         rpcbind: Service::new(

@@ -204,7 +204,7 @@ pub fn start_with(
     let rpcbind_where = listening(&rpcbind_sockets);
     let mount_where = listening(&mount_sockets);
 
-    let log = Arc::new(LogLimit::default());
+    let log = Arc::new(LogLimit);
     let rpcbind = rpcbind::Rpcbind::new(registry, log.clone());
     let rpcbind = Arc::new(Service::new(Arc::new(rpcbind), log.clone()));
     let mount = Arc::new(Service::new(

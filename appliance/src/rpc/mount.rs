@@ -129,7 +129,7 @@ mod tests {
     use crate::rpc::test_util::{be, words, xdr_string};
 
     fn service(exports: Vec<ExportEntry>) -> Service {
-        let log = Arc::new(LogLimit::default());
+        let log = Arc::new(LogLimit);
         Service::new(
             Arc::new(Mount::new(Arc::new(move || exports.clone()), log.clone())),
             log,

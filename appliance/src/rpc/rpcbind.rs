@@ -503,7 +503,7 @@ mod tests {
 
     fn rig() -> Rig {
         let registry = Arc::new(Mutex::new(sample_registry()));
-        let log = Arc::new(LogLimit::default());
+        let log = Arc::new(LogLimit);
         let program = Arc::new(Rpcbind::new(registry.clone(), log.clone()));
         let service = Service::new(program.clone(), log);
         Rig {

@@ -12,8 +12,7 @@
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use super::message::{
     accepted_reply, decode_call, denied_reply, Accepted, Call, CallError, ACCEPTED_HEADER_LEN,
@@ -111,47 +110,15 @@ pub trait Program: Send + Sync {
     fn call(&self, ctx: &CallContext, call: &Call<'_>, out: &mut XdrWriter) -> Result<(), Failure>;
 }
 
-/// A rate limit for log lines caused by peers: at most [`LogLimit::BURST`] lines per
-/// [`LogLimit::WINDOW`], then one line saying how many were left out.
-#[derive(Debug)]
-pub struct LogLimit {
-    state: Mutex<(Instant, u32, u64)>,
-}
-
-impl Default for LogLimit {
-    fn default() -> Self {
-        Self {
-            state: Mutex::new((Instant::now(), 0, 0)),
-        }
-    }
-}
+/// The log lines caused by peers' bad requests, limited as every peer-triggered line is
+/// ([`crate::peer_log!`]): a burst, then one line saying how many were left out.
+#[derive(Debug, Default)]
+pub struct LogLimit;
 
 impl LogLimit {
-    pub const BURST: u32 = 10;
-    pub const WINDOW: Duration = Duration::from_secs(10);
-
-    /// Logs `line()` at `level` unless the budget of this window is spent.
+    /// Logs `line()` at `level` unless this window's burst of bad-request lines is spent.
     pub fn log(&self, level: log::Level, line: impl FnOnce() -> String) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (start, count, suppressed) = &mut *state;
-        if start.elapsed() >= Self::WINDOW {
-            if *suppressed > 0 {
-                log::warn!(
-                    "rpc: {suppressed} more messages about bad requests were left out in the \
-                     last {} s",
-                    start.elapsed().as_secs()
-                );
-            }
-            *start = Instant::now();
-            *count = 0;
-            *suppressed = 0;
-        }
-        if *count < Self::BURST {
-            *count += 1;
-            log::log!(level, "{}", line());
-        } else {
-            *suppressed += 1;
-        }
+        crate::peer_log!(level, "rpc: bad requests", "{}", line());
     }
 }
 

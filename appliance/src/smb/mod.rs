@@ -282,7 +282,11 @@ fn serve(
                 Incoming::Ack { .. } => continue,
                 Incoming::Malformed(why) => {
                     *lock(&shared.dropped) += 1;
-                    log::warn!("smb: dropped a malformed netlink message: {why}");
+                    crate::peer_log!(
+                        log::Level::Warn,
+                        "smb: malformed netlink messages",
+                        "smb: dropped a malformed netlink message: {why}"
+                    );
                     continue;
                 }
             };
@@ -290,7 +294,11 @@ fn serve(
                 Ok(r) => r,
                 Err(e) => {
                     *lock(&shared.dropped) += 1;
-                    log::warn!("smb: dropped a malformed ksmbd message: {e}");
+                    crate::peer_log!(
+                        log::Level::Warn,
+                        "smb: malformed ksmbd messages",
+                        "smb: dropped a malformed ksmbd message: {e}"
+                    );
                     continue;
                 }
             };

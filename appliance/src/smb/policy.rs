@@ -166,7 +166,11 @@ impl Policy {
             }
             None => {
                 self.failed_logins += 1;
-                log::info!("smb: login as unknown user {account:?} refused");
+                crate::peer_log!(
+                    log::Level::Info,
+                    "smb: unknown users",
+                    "smb: login as unknown user {account:?} refused"
+                );
                 Login {
                     handle,
                     status: user::BAD_USER | delay,
@@ -193,7 +197,11 @@ impl Policy {
     pub fn logout(&mut self, account: &str, flags: u32, now: Instant) {
         if flags & u32::from(user::BAD_PASSWORD) != 0 {
             self.failed_logins += 1;
-            log::info!("smb: bad password for {account:?}");
+            crate::peer_log!(
+                log::Level::Info,
+                "smb: bad passwords",
+                "smb: bad password for {account:?}"
+            );
             let list = self
                 .failures
                 .entry(account.to_ascii_lowercase())
@@ -281,7 +289,9 @@ impl Policy {
             self.tree_connects += 1;
         } else {
             self.refused_connects += 1;
-            log::info!(
+            crate::peer_log!(
+                log::Level::Info,
+                "smb: refused tree connects",
                 "smb: {} from {peer} refused access to {share_name:?} (status {status})",
                 if account.is_empty() { "guest" } else { account }
             );

@@ -288,6 +288,10 @@ impl Appliance {
             Request::Group(r) => self.group_request(r),
             Request::Snapshot(r) => self.snapshot_request(r),
             Request::Log { lines } => Ok(Reply::Log(klog::tail(lines))),
+            Request::LogMark(text) => {
+                log::info!("mark: {text}");
+                Ok(Reply::Done("marked".into()))
+            }
             Request::Hostname(None) => Ok(Reply::Done(self.hostname.clone())),
             Request::Hostname(Some(name)) => {
                 let mut new = self.config.clone();

@@ -143,6 +143,7 @@ impl Appliance {
     }
 
     pub(super) fn tick(&mut self) {
+        crate::logger::flush_suppressed();
         self.run_snapshot_tasks();
         if self.job.is_some() || !matches!(self.pool_state, PoolState::Mounted { .. }) {
             return;

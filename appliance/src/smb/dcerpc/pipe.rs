@@ -297,7 +297,9 @@ impl Pipe {
 
     /// Queues the answer to a protocol violation and ends the association.
     fn fail(&mut self, answer: Vec<u8>, reason: String) {
-        log::warn!(
+        crate::peer_log!(
+            log::Level::Warn,
+            "smb: RPC pipe protocol violations",
             "RPC pipe {} (handle {}): {reason}; the pipe takes no more input",
             self.name,
             self.handle

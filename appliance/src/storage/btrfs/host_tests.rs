@@ -72,14 +72,12 @@ impl Drop for Rig {
 }
 
 fn enabled() -> bool {
-    if std::env::var("TANK_HOST_BTRFS").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!(
-        "skipped: set TANK_HOST_BTRFS=1 to run the btrfs tests against this host's kernel \
-         (needs root, the btrfs driver, loop devices and losetup)"
-    );
-    false
+    tank_test_gate::enabled(
+        "TANK_HOST_BTRFS",
+        "the host btrfs suite",
+        "root, this host's btrfs driver, loop devices and losetup",
+    ) && tank_test_gate::tool("the host btrfs suite", "losetup", "util-linux")
+        && tank_test_gate::tool("the host btrfs suite", "btrfs", "btrfs-progs")
 }
 
 /// Writes `len` bytes of non-zero data to `path` and fsyncs.

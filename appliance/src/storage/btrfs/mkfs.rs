@@ -561,9 +561,10 @@ mod tests {
                     assert!(text.contains("num_devices\t\t2"), "{text}");
                 }
             }
-            Err(_) => eprintln!(
-                "skipped `btrfs check` on the images: btrfs-progs is not installed \
-                 (apt-get install btrfs-progs)"
+            Err(_) => tank_test_gate::missing(
+                "`btrfs check` of the mkfs images",
+                "btrfs is not installed",
+                "btrfs-progs",
             ),
         }
         std::fs::remove_dir_all(dir).unwrap();

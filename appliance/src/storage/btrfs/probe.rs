@@ -699,8 +699,10 @@ mod tests {
             );
             std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
         } else {
-            eprintln!(
-                "skipped the ext4 image: mkfs.ext4 is not installed (apt-get install e2fsprogs)"
+            tank_test_gate::missing(
+                "the probe's ext4 image",
+                "mkfs.ext4 is not installed",
+                "e2fsprogs",
             );
         }
         if Command::new("mkfs.vfat").arg("--help").output().is_ok() {
@@ -714,8 +716,10 @@ mod tests {
             );
             std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
         } else {
-            eprintln!(
-                "skipped the vfat image: mkfs.vfat is not installed (apt-get install dosfstools)"
+            tank_test_gate::missing(
+                "the probe's vfat image",
+                "mkfs.vfat is not installed",
+                "dosfstools",
             );
         }
         // No sgdisk image: sgdisk calls sync(2), which waits on every filesystem of the
