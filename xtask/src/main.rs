@@ -58,7 +58,7 @@ enum Cmd {
     /// Run the unit tests and the QEMU end-to-end tests.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Measure sizes, boot time and memory; print a table and write JSON.

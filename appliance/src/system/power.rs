@@ -79,6 +79,36 @@ pub fn trap_ctrl_alt_del() {
     }
 }
 
+/// What a shutdown asks of the kernel.
+pub trait PowerControl {
+    /// Whether the kernel lets the init power off or restart, asked before anything stops.
+    fn may_power_off(&self) -> Result<(), String>;
+    /// Syncs, unmounts everything, then powers off or restarts. Returns only when the kernel
+    /// refused, with the reason.
+    fn finish(&self, action: PowerAction) -> String;
+    /// Mounts proc, sys, devtmpfs, /run and /tmp again after a refused power-off.
+    fn remount_system(&self) -> Vec<String>;
+}
+
+/// The running kernel.
+pub struct Kernel;
+
+impl PowerControl for Kernel {
+    /// The ctrl-alt-del setting needs the same capability (`CAP_SYS_BOOT`) as a power-off, and
+    /// setting it to what the boot set changes nothing.
+    fn may_power_off(&self) -> Result<(), String> {
+        reboot(RebootCommand::CadOff).map_err(|e| format!("the kernel refuses power control ({e})"))
+    }
+
+    fn finish(&self, action: PowerAction) -> String {
+        finish(action)
+    }
+
+    fn remount_system(&self) -> Vec<String> {
+        super::mounts::early()
+    }
+}
+
 /// The last step of every shutdown: sync, unmount in reverse order, sync, power off or restart.
 /// Only returns if the kernel refuses, which leaves the caller at a working prompt.
 pub fn finish(action: PowerAction) -> String {
@@ -92,7 +122,7 @@ pub fn finish(action: PowerAction) -> String {
         PowerAction::Reboot => RebootCommand::Restart,
     };
     match reboot(cmd) {
-        Ok(()) => String::new(),
+        Ok(()) => "the kernel returned from a power-off".to_string(),
         Err(e) => format!("the kernel refused to {action:?}: {e}"),
     }
 }

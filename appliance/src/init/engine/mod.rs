@@ -37,7 +37,9 @@ pub struct Appliance {
     alerts: Vec<String>,
     /// The configuration in force (in memory only until a pool holds the store).
     config: Config,
-    store: Option<Store>,
+    persistence: Persistence,
+    /// Finds and mounts the pool (`storage::assemble`; tests put a fake in its place).
+    assemble: fn(std::time::Duration) -> Result<Option<storage::Assembled>, String>,
     pool_state: PoolState,
     /// The running scrub or replace, with its latest progress line.
     job: Option<Arc<std::sync::Mutex<String>>>,
@@ -58,6 +60,17 @@ pub struct Appliance {
     rpc: Option<crate::rpc::RpcServices>,
     /// What MOUNT's EXPORT lists; the engine replaces it when the NFS shares change.
     mount_exports: Arc<std::sync::RwLock<Vec<crate::rpc::ExportEntry>>>,
+}
+
+/// Where changes to the configuration go.
+enum Persistence {
+    /// No pool yet: the configuration lives in memory until `pool create` makes the store.
+    NoPool,
+    /// The pool's store: every change is saved there.
+    Store(Store),
+    /// The pool is mounted but its store could not be opened: a change would live only in
+    /// memory and vanish at the next boot, so every change is refused with the reason.
+    Broken(String),
 }
 
 /// Where the pool is in its life this boot.
@@ -97,7 +110,8 @@ impl Appliance {
             power_buttons: Vec::new(),
             alerts: Vec::new(),
             config: Config::default(),
-            store: None,
+            persistence: Persistence::NoPool,
+            assemble: storage::assemble,
             pool_state: PoolState::Assembling,
             job: None,
             last_scrub: None,
@@ -122,12 +136,28 @@ impl Appliance {
             Event::Signal(signal) => self.signal(signal),
             Event::PowerButton => {
                 log::warn!("power button pressed: shutting down");
-                self.shutdown(PowerAction::PowerOff);
+                let _ = self.shutdown(PowerAction::PowerOff);
             }
             Event::ModulesLoaded(report) => self.modules_loaded(report),
             Event::PoolAssembled(result) => self.pool_assembled(result),
             Event::JobDone(outcome) => self.job_done(outcome),
             Event::Tick => self.tick(),
+        }
+    }
+
+    /// Looks for the pool on a thread; [`Event::PoolAssembled`] brings the result.
+    fn start_assembly(&mut self) {
+        self.pool_state = PoolState::Assembling;
+        let assemble = self.assemble;
+        let tx = self.sender.clone();
+        let spawned = std::thread::Builder::new()
+            .name("assemble".into())
+            .spawn(move || {
+                let _ = tx.send(Event::PoolAssembled(assemble(storage::MISSING_MEMBER_WAIT)));
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start pool assembly: {e}");
+            self.pool_state = PoolState::Failed;
         }
     }
 
@@ -137,12 +167,12 @@ impl Appliance {
             SIGCHLD => reap_children(),
             SIGTERM | libc::SIGPWR => {
                 log::warn!("signal {signal}: shutting down");
-                self.shutdown(PowerAction::PowerOff);
+                let _ = self.shutdown(PowerAction::PowerOff);
             }
             // The kernel sends SIGINT for ctrl-alt-del (trapped at boot): a reboot, as on a PC.
             SIGINT => {
                 log::warn!("ctrl-alt-del: rebooting");
-                self.shutdown(PowerAction::Reboot);
+                let _ = self.shutdown(PowerAction::Reboot);
             }
             other => log::info!("signal {other} ignored"),
         }
@@ -178,18 +208,7 @@ impl Appliance {
         }
         self.network = Some(Network::start(self.net_settings.clone()));
         self.start_rpc();
-        let tx = self.sender.clone();
-        let spawned = std::thread::Builder::new()
-            .name("assemble".into())
-            .spawn(move || {
-                let _ = tx.send(Event::PoolAssembled(storage::assemble(
-                    storage::MISSING_MEMBER_WAIT,
-                )));
-            });
-        if let Err(e) = spawned {
-            log::error!("cannot start pool assembly: {e}");
-            self.pool_state = PoolState::Failed;
-        }
+        self.start_assembly();
         let tx = self.sender.clone();
         let _ = std::thread::Builder::new()
             .name("ticker".into())
@@ -246,7 +265,8 @@ impl Appliance {
     /// lives in memory.
     fn commit(&mut self, new: Config) -> Result<(), String> {
         new.validate().map_err(|e| e.to_string())?;
-        if let Some(store) = self.store.as_mut() {
+        self.writable()?;
+        if let Persistence::Store(store) = &mut self.persistence {
             // Make what was applied durable first (a new subvolume lives in the running btrfs
             // transaction, which fsync of the record would not commit): the saved
             // configuration must never name something a power cut can take away.
@@ -259,6 +279,18 @@ impl Appliance {
         Ok(())
     }
 
+    /// Refuses a change the store could not keep.
+    fn writable(&self) -> Result<(), String> {
+        match &self.persistence {
+            Persistence::Broken(reason) => Err(format!(
+                "changes are refused: the pool's configuration store cannot be opened ({reason}), \
+                 so a change would be lost at the next boot; see 'status' and 'log', fix the \
+                 pool (e.g. 'pool scrub start') and reboot"
+            )),
+            Persistence::NoPool | Persistence::Store(_) => Ok(()),
+        }
+    }
+
     fn set_hostname(&mut self, name: &crate::console::request::HostName) -> Result<(), String> {
         rustix::system::sethostname(name.as_str().as_bytes())
             .map_err(|e| format!("cannot set the host name: {e}"))?;
@@ -269,6 +301,9 @@ impl Appliance {
     }
 
     fn request(&mut self, request: Request) -> Result<Reply, String> {
+        if changes_config(&request) {
+            self.writable()?;
+        }
         match request {
             Request::Status => Ok(Reply::Status(Box::new(self.status()))),
             Request::Disks => Ok(Reply::Disks(disks::list(), storage::disk_roles())),
@@ -306,14 +341,14 @@ impl Appliance {
             }
             Request::Network(NetworkRequest::Show) => Ok(Reply::Network(self.links())),
             Request::Network(change) => self.network_change(change),
-            Request::Reboot => {
-                self.shutdown(PowerAction::Reboot);
-                Err("reboot failed; the appliance is still running (see 'log')".into())
-            }
-            Request::PowerOff => {
-                self.shutdown(PowerAction::PowerOff);
-                Err("power off failed; the appliance is still running (see 'log')".into())
-            }
+            Request::Reboot => match self.shutdown(PowerAction::Reboot) {
+                Ok(()) => Ok(Reply::Done("rebooting".into())),
+                Err(e) => Err(format!("{e}; the appliance is still running (see 'log')")),
+            },
+            Request::PowerOff => match self.shutdown(PowerAction::PowerOff) {
+                Ok(()) => Ok(Reply::Done("powering off".into())),
+                Err(e) => Err(format!("{e}; the appliance is still running (see 'log')")),
+            },
         }
     }
 
@@ -522,7 +557,23 @@ impl Appliance {
 
     /// Stops services, syncs, unmounts in reverse order and powers off or restarts. Returns only
     /// if the kernel refused, with an alert set.
-    fn shutdown(&mut self, action: PowerAction) {
+    fn shutdown(&mut self, action: PowerAction) -> Result<(), String> {
+        self.shutdown_with(action, &power::Kernel)
+    }
+
+    /// Shuts down through `kernel` once it says it will allow it. Returns only when the kernel
+    /// refused; the appliance is then serving again (or says what it lacks).
+    fn shutdown_with(
+        &mut self,
+        action: PowerAction,
+        kernel: &dyn power::PowerControl,
+    ) -> Result<(), String> {
+        if let Err(e) = kernel.may_power_off() {
+            // Nothing has been stopped yet: the appliance goes on as it was.
+            let message = format!("{action:?} refused: {e}; nothing was stopped");
+            log::error!("{message}");
+            return Err(message);
+        }
         let verb = match action {
             PowerAction::PowerOff => "Powering off",
             PowerAction::Reboot => "Rebooting",
@@ -533,17 +584,79 @@ impl Appliance {
         // The file servers hold files open on the pool: stop them before it is unmounted.
         self.stop_smb();
         self.stop_nfs();
-        if let Some(network) = self.network.take() {
-            network.stop();
-        }
+        let network = self.network.take().map(|n| n.stop()).is_some();
         if self.job.is_some() {
             // A scrub stops here; a replace is paused by the kernel and resumes at the next mount.
             let _ = storage::scrub_cancel();
         }
-        let failure = power::finish(action);
-        log::error!("{failure}");
-        self.alerts.push(failure);
-        self.network = Some(Network::start(self.net_settings.clone()));
+        let failure = kernel.finish(action);
+        // Still here: the kernel refused after everything was unmounted. Mount the system's
+        // file systems again and assemble the pool as at boot, which starts NFS and SMB again;
+        // until then status says so and changes are refused.
+        log::error!("{failure}; mounting the pool again");
+        self.alerts.push(format!(
+            "{failure}: the pool and the file services were stopped and are being started again"
+        ));
+        for problem in kernel.remount_system() {
+            log::error!("{problem}");
+        }
+        if network {
+            self.network = Some(Network::start(self.net_settings.clone()));
+        }
+        self.persistence =
+            Persistence::Broken("the pool is being mounted again after a refused power-off".into());
+        if self.pool_state != PoolState::Absent {
+            self.start_assembly();
+        }
+        Err(failure)
+    }
+}
+
+/// Whether `request` changes the saved configuration (and so needs a store that can keep
+/// it). Repairs and data operations (replace, scrub, snapshots, rollback, files) are not
+/// configuration: they stay allowed when the store is broken.
+fn changes_config(request: &Request) -> bool {
+    use crate::console::request::{
+        DatasetRequest as D, GroupRequest as G, NfsRequest as N, PoolRequest as P, SmbRequest as S,
+        SnapshotRequest as Sn, UserRequest as U,
+    };
+    match request {
+        Request::Status
+        | Request::Disks
+        | Request::DiskReadTest { .. }
+        | Request::Log { .. }
+        | Request::LogMark(_)
+        | Request::File(_)
+        | Request::Hostname(None)
+        | Request::Reboot
+        | Request::PowerOff => false,
+        Request::Hostname(Some(_)) => true,
+        Request::Pool(p) => match p {
+            P::Status
+            | P::Create { .. }
+            | P::Replace { .. }
+            | P::ScrubStart
+            | P::ScrubStatus
+            | P::ScrubCancel => false,
+            P::ScrubSchedule(_) => true,
+        },
+        Request::Dataset(d) => !matches!(d, D::List),
+        Request::Nfs(n) => !matches!(n, N::List),
+        Request::Smb(s) => !matches!(s, S::Show | S::ShareList),
+        Request::User(u) => !matches!(u, U::List),
+        Request::Group(g) => !matches!(g, G::List),
+        Request::Snapshot(s) => match s {
+            Sn::List { .. }
+            | Sn::Create { .. }
+            | Sn::Destroy { .. }
+            | Sn::Rollback { .. }
+            | Sn::TaskList => false,
+            Sn::Clone { .. } | Sn::TaskAdd { .. } | Sn::TaskRemove { .. } => true,
+        },
+        Request::Network(n) => matches!(
+            n,
+            NetworkRequest::Dhcp { .. } | NetworkRequest::Static { .. }
+        ),
     }
 }
 
@@ -551,4 +664,112 @@ impl Appliance {
 fn reap_children() {
     use rustix::process::{waitpid, WaitOptions};
     while let Ok(Some(_)) = waitpid(None, WaitOptions::NOHANG) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::mpsc::channel;
+
+    use super::*;
+    use crate::config::GroupName;
+    use crate::console::request::GroupRequest;
+
+    fn appliance() -> Appliance {
+        let (tx, rx) = channel();
+        let consoles = Consoles::start(&[], "tank", tx.clone());
+        let mut a = Appliance::new(&board::QEMU_X86_64, 0.0, rx, tx, consoles);
+        a.assemble = |_| Ok(None);
+        a
+    }
+
+    fn add_group(a: &mut Appliance, name: &str) -> Result<Reply, String> {
+        a.request(Request::Group(GroupRequest::Add {
+            name: GroupName::parse(name).unwrap(),
+            gid: None,
+        }))
+    }
+
+    #[test]
+    fn a_broken_store_refuses_changes_and_keeps_reads() {
+        let mut a = appliance();
+        a.pool_state = PoolState::Mounted { degraded: false };
+        a.persistence = Persistence::Broken("bad record directory".into());
+        let e = add_group(&mut a, "media").unwrap_err();
+        assert!(
+            e.contains("changes are refused") && e.contains("bad record directory"),
+            "{e}"
+        );
+        assert!(a.config.groups.is_empty(), "the change was kept in memory");
+        assert!(a.request(Request::Group(GroupRequest::List)).is_ok());
+        // Without a pool the configuration lives in memory, as documented.
+        a.persistence = Persistence::NoPool;
+        assert!(add_group(&mut a, "media").is_ok());
+        assert_eq!(a.config.groups.len(), 1);
+    }
+
+    struct Refusing {
+        up_front: bool,
+        finished: Cell<bool>,
+        remounted: Cell<bool>,
+    }
+
+    impl power::PowerControl for Refusing {
+        fn may_power_off(&self) -> Result<(), String> {
+            if self.up_front {
+                Err("EPERM".into())
+            } else {
+                Ok(())
+            }
+        }
+        fn finish(&self, _: PowerAction) -> String {
+            self.finished.set(true);
+            "the kernel refused to PowerOff: EPERM".into()
+        }
+        fn remount_system(&self) -> Vec<String> {
+            self.remounted.set(true);
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn a_refused_power_off_never_leaves_the_pool_called_mounted() {
+        let mounted = PoolState::Mounted { degraded: false };
+        // Refused before anything stopped: nothing changes.
+        let mut a = appliance();
+        a.pool_state = mounted;
+        let kernel = Refusing {
+            up_front: true,
+            finished: Cell::new(false),
+            remounted: Cell::new(false),
+        };
+        let e = a.shutdown_with(PowerAction::PowerOff, &kernel).unwrap_err();
+        assert!(e.contains("nothing was stopped"), "{e}");
+        assert!(!kernel.finished.get());
+        assert_eq!(a.pool_state, mounted);
+
+        // Refused after everything was unmounted: the system is mounted again and the pool
+        // assembled again (which starts NFS and SMB); until then status does not say mounted.
+        let kernel = Refusing {
+            up_front: false,
+            finished: Cell::new(false),
+            remounted: Cell::new(false),
+        };
+        let e = a.shutdown_with(PowerAction::PowerOff, &kernel).unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+        assert!(kernel.finished.get() && kernel.remounted.get());
+        assert_eq!(a.pool_state, PoolState::Assembling);
+        let status = a.status();
+        let pool = status.services.iter().find(|l| l.name == "pool").unwrap();
+        assert_eq!(pool.state, "assembling");
+        assert!(
+            add_group(&mut a, "media").is_err(),
+            "changes while remounting"
+        );
+        match a.events.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(event @ Event::PoolAssembled(_)) => a.handle(event),
+            _ => panic!("no assembly after the refused power-off"),
+        }
+        assert_eq!(a.pool_state, PoolState::Absent);
+    }
 }

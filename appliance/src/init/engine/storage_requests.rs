@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Appliance, PoolState};
+use super::{Appliance, Persistence, PoolState};
 use crate::config::{Config, Store};
 use crate::console::request::{DatasetRequest, FileRequest, PoolRequest};
 use crate::console::{Reply, Request};
@@ -20,6 +20,7 @@ impl Appliance {
             Ok(None) => {
                 log::info!("no pool on the disks; create one with 'pool create'");
                 self.pool_state = PoolState::Absent;
+                self.persistence = Persistence::NoPool;
                 return;
             }
             Err(e) => {
@@ -27,6 +28,8 @@ impl Appliance {
                 self.alerts
                     .push(format!("the pool could not be mounted: {e}"));
                 self.pool_state = PoolState::Failed;
+                self.persistence =
+                    Persistence::Broken(format!("the pool could not be mounted: {e}"));
                 return;
             }
         };
@@ -61,12 +64,14 @@ impl Appliance {
                         self.config = config;
                     }
                 }
-                self.store = Some(store);
+                self.persistence = Persistence::Store(store);
             }
             Err(e) => {
-                log::error!("configuration store: {e}");
-                self.alerts
-                    .push(format!("the configuration store cannot be opened: {e}"));
+                log::error!("configuration store: {e}; changes are refused until it opens");
+                self.alerts.push(format!(
+                    "the configuration store cannot be opened: {e}; changes are refused until it opens"
+                ));
+                self.persistence = Persistence::Broken(e.to_string());
             }
         }
         for problem in storage::mount_datasets(&self.config) {
@@ -279,7 +284,7 @@ impl Appliance {
                 new.pool = Some(pool);
                 new.datasets.clear();
                 match crate::config::Store::create(crate::storage::config_dir()) {
-                    Ok((store, _)) => self.store = Some(store),
+                    Ok((store, _)) => self.persistence = Persistence::Store(store),
                     Err(e) => {
                         return Err(format!(
                         "the pool was created but its configuration store cannot be opened: {e}"
