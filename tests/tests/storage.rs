@@ -139,16 +139,29 @@ fn pool_datasets_quota_reboot_and_power_cut() {
 
 #[test]
 fn disks_holding_data_are_refused() {
-    let disks = tank_tests::fresh_disks("refuse", &[GIB, GIB]);
-    // sdb holds an ext4 filesystem, sda a GPT partition table.
+    let disks = tank_tests::fresh_disks("refuse", &[GIB, GIB, GIB, GIB]);
+    // sdb holds an ext4 filesystem, sda a GPT partition table; sdc and sdd each hold a pool of
+    // another box (single-disk btrfs with valid pool names): neither may be guessed at boot.
     run(Command::new("timeout")
         .args(["120", "mkfs.ext4", "-q", "-F"])
         .arg(&disks[1]));
     write_gpt(&disks[0]);
+    for (disk, label) in [(&disks[2], "alpha"), (&disks[3], "beta")] {
+        run(Command::new("timeout")
+            .args(["120", "mkfs.btrfs", "-q", "-f", "-L", label])
+            .arg(disk));
+    }
     let before = [file_bytes(&disks[0]), file_bytes(&disks[1])];
 
     let mut guest = tank_tests::boot_default("refuse", &disks);
-    wait_pool(&mut guest, "no pool");
+    let status = wait_pool(&mut guest, "FAILED");
+    assert!(
+        status.contains("several pools are on the disks")
+            && status.contains("'alpha'")
+            && status.contains("'beta'")
+            && status.contains("pool import"),
+        "{status}"
+    );
     let a = disk_named(&mut guest, "TANK-SDA");
     let b = disk_named(&mut guest, "TANK-SDB");
     fails(
@@ -188,7 +201,16 @@ fn disks_holding_data_are_refused() {
     let out = guest.run("not-the-disk", T).unwrap();
     assert!(out.contains("not confirmed"), "{out}");
     let status = ok(&mut guest, "status");
-    assert!(status.contains("no pool"), "{status}");
+    assert!(status.contains("several pools"), "{status}");
+    fails(&mut guest, "group add media", "changes are refused");
+    // The operator names the pool; only it is mounted.
+    fails(&mut guest, "pool import gamma", "no pool 'gamma'");
+    wait_pool(&mut guest, "FAILED");
+    ok(&mut guest, "pool import beta");
+    wait_pool(&mut guest, "beta mounted");
+    let pool = ok(&mut guest, "pool status");
+    assert!(!pool.contains("alpha"), "{pool}");
+    fails(&mut guest, "pool import alpha", "a pool is mounted");
     poweroff(&mut guest);
     let after = [file_bytes(&disks[0]), file_bytes(&disks[1])];
     assert!(before[0] == after[0], "sda's bytes changed");

@@ -61,6 +61,7 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp { noun: "pool", usage: "pool status", about: "health, members and their error counters, capacity, scrub" },
     CommandHelp { noun: "pool", usage: "pool create NAME mirror DISK DISK [force]", about: "format two blank disks as a mirrored pool" },
     CommandHelp { noun: "pool", usage: "pool replace missing|DEVID|DISK NEWDISK [force]", about: "replace a member with a blank disk, then re-mirror" },
+    CommandHelp { noun: "pool", usage: "pool import NAME|UUID", about: "mount this pool when the disks hold several" },
     CommandHelp { noun: "pool", usage: "pool scrub start|status|cancel", about: "verify every block, repair bad copies" },
     CommandHelp { noun: "pool", usage: "pool scrub schedule monthly DAY HH:MM | off", about: "when scrubs run (UTC; default day 1 at 03:00)" },
     CommandHelp { noun: "dataset", usage: "dataset list", about: "datasets with used, referenced, quota, compression, mountpoint" },
@@ -549,6 +550,11 @@ fn parse_pool(rest: &[&str]) -> Result<PoolRequest, ParseError> {
             "'pool replace' needs the old member and the new disk",
             "e.g. 'pool replace missing sdc'",
         )),
+        ["import", pool] => Ok(PoolRequest::Import((*pool).to_string())),
+        ["import", ..] => Err(err(
+            "'pool import' needs the pool's name or uuid",
+            "e.g. 'pool import tank'; 'status' lists the pools on the disks",
+        )),
         ["scrub", "start"] => Ok(PoolRequest::ScrubStart),
         ["scrub", "status"] | ["scrub"] => Ok(PoolRequest::ScrubStatus),
         ["scrub", "cancel"] | ["scrub", "stop"] => Ok(PoolRequest::ScrubCancel),
@@ -907,6 +913,10 @@ mod tests {
                 ..
             })
         ));
+        assert_eq!(
+            req("pool import tank"),
+            Request::Pool(PoolRequest::Import("tank".into()))
+        );
         assert_eq!(
             req("pool scrub start"),
             Request::Pool(PoolRequest::ScrubStart)

@@ -151,6 +151,10 @@ pub fn disks(disks: &[Disk], roles: &[(String, String)]) -> String {
         if d.read_only {
             flags.push_str(" read-only");
         }
+        if d.kernel != d.name {
+            // Kernel messages name the disk by the kernel's name.
+            flags.push_str(&format!(" (kernel {})", d.kernel));
+        }
         let role = roles
             .iter()
             .find(|(n, _)| *n == d.name)

@@ -97,6 +97,8 @@ pub enum PoolRequest {
         force: bool,
         confirmations: Vec<String>,
     },
+    /// Mount the pool named by name or UUID when several are on the disks.
+    Import(String),
     ScrubStart,
     ScrubStatus,
     ScrubCancel,

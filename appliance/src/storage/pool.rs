@@ -41,14 +41,14 @@ impl Found {
 /// Every disk with its signatures, the boot device marked.
 pub fn discover() -> Vec<Found> {
     let all = disks::list();
-    let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
-    let boot = crate::system::bootdev::boot_disk(&names);
+    let kernel: Vec<String> = all.iter().map(|d| d.kernel.clone()).collect();
+    let boot = crate::system::bootdev::boot_disk(&kernel);
     all.into_iter()
         .filter(|d| d.size_bytes > 0)
         .map(|disk| {
-            let signatures = btrfs::probe::probe(&dev_path(&disk.name)).unwrap_or_default();
+            let signatures = btrfs::probe::probe(&kernel_node(&disk)).unwrap_or_default();
             Found {
-                boot: Some(&disk.name) == boot.as_ref(),
+                boot: Some(&disk.kernel) == boot.as_ref(),
                 disk,
                 signatures,
             }
@@ -56,8 +56,14 @@ pub fn discover() -> Vec<Found> {
         .collect()
 }
 
+/// The device node of the disk Tank calls `name` (names follow the bus order, the kernel's
+/// may not: see `system::disks`).
 pub fn dev_path(name: &str) -> PathBuf {
-    Path::new("/dev").join(name)
+    disks::node(name)
+}
+
+fn kernel_node(disk: &Disk) -> PathBuf {
+    Path::new("/dev").join(&disk.kernel)
 }
 
 /// A pool found and mounted at boot.
@@ -70,26 +76,107 @@ pub struct Assembled {
     pub devices: Vec<PathBuf>,
 }
 
+/// A pool on the disks that Tank could have made (its label is a valid pool name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub uuid: uuid::Uuid,
+    pub name: String,
+    /// Members the superblock counts.
+    pub expected: u64,
+    /// Members present, by device node.
+    pub devices: Vec<PathBuf>,
+}
+
+impl Candidate {
+    fn describe(&self) -> String {
+        let disks: Vec<String> = self
+            .devices
+            .iter()
+            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        format!("'{}' ({}; uuid {})", self.name, disks.join(", "), self.uuid)
+    }
+}
+
+/// Which pool to assemble: the one asked for by name or UUID, else the only one. With several
+/// on the disks and none asked for, none is chosen: a disk brought from another box must never
+/// take over this one's shares, so the operator names the pool with `pool import`.
+pub fn choose<'a>(
+    candidates: &'a [Candidate],
+    wanted: Option<&str>,
+) -> Result<Option<&'a Candidate>, String> {
+    if let Some(wanted) = wanted {
+        let by_name: Vec<&Candidate> = candidates.iter().filter(|c| c.name == wanted).collect();
+        return match (
+            candidates.iter().find(|c| c.uuid.to_string() == wanted),
+            by_name.as_slice(),
+        ) {
+            (Some(c), _) => Ok(Some(c)),
+            (None, [c]) => Ok(Some(*c)),
+            (None, []) => Err(format!(
+                "no pool '{wanted}' on the disks; found {}",
+                list_or_none(candidates)
+            )),
+            (None, _) => Err(format!(
+                "several pools are named '{wanted}': {}; name one by its uuid",
+                list_or_none(&by_name.into_iter().cloned().collect::<Vec<_>>())
+            )),
+        };
+    }
+    match candidates {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        several => Err(format!(
+            "several pools are on the disks: {}; none was mounted, so a disk from another box \
+             cannot take this one's place: mount the right one with 'pool import NAME' (or its uuid)",
+            list_or_none(several)
+        )),
+    }
+}
+
+fn list_or_none(candidates: &[Candidate]) -> String {
+    if candidates.is_empty() {
+        return "none".into();
+    }
+    candidates
+        .iter()
+        .map(Candidate::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The pools on `found` disks that Tank could have made (a valid pool name as label), the boot
+/// device left out.
+pub fn candidates(found: &[Found]) -> Vec<Candidate> {
+    let mut pools: Vec<Candidate> = Vec::new();
+    for f in found.iter().filter(|f| !f.boot) {
+        if let Some((fsid, label, _devid, num)) = f.member() {
+            let path = kernel_node(&f.disk);
+            match pools.iter_mut().find(|p| p.uuid == fsid) {
+                Some(p) => p.devices.push(path),
+                None => pools.push(Candidate {
+                    uuid: fsid,
+                    name: label.to_string(),
+                    expected: num,
+                    devices: vec![path],
+                }),
+            }
+        }
+    }
+    pools.retain(|p| PoolName::parse(&p.name).is_ok());
+    pools
+}
+
 /// Finds the pool's members, waits a bounded time for a missing one, registers them and mounts
-/// the top level at [`POOL_ROOT`] (degraded if a member stayed missing). `Ok(None)`: no pool on
-/// these disks.
-pub fn assemble(wait: Duration) -> Result<Option<Assembled>, String> {
+/// the top level at [`POOL_ROOT`] (degraded if a member stayed missing). `wanted` names the
+/// pool by name or UUID (`pool import`); without it, the only pool on the disks. `Ok(None)`: no
+/// pool on these disks.
+pub fn assemble(wait: Duration, wanted: Option<String>) -> Result<Option<Assembled>, String> {
     let deadline = Instant::now() + wait;
     loop {
         let found = discover();
-        let mut pools: Vec<(uuid::Uuid, String, u64, Vec<PathBuf>)> = Vec::new();
-        for f in found.iter().filter(|f| !f.boot) {
-            if let Some((fsid, label, _devid, num)) = f.member() {
-                let path = dev_path(&f.disk.name);
-                match pools.iter_mut().find(|p| p.0 == fsid) {
-                    Some(p) => p.3.push(path),
-                    None => pools.push((fsid, label.to_string(), num, vec![path])),
-                }
-            }
-        }
-        // Only pools Tank could have made: a valid name as label.
-        pools.retain(|p| PoolName::parse(&p.1).is_ok());
-        let Some(pool) = pools.first().cloned() else {
+        let pools = candidates(&found);
+        let Some(pool) = choose(&pools, wanted.as_deref())?.cloned() else {
             if Instant::now() >= deadline
                 || found.is_empty() && Instant::now() + wait / 2 >= deadline
             {
@@ -102,18 +189,12 @@ pub fn assemble(wait: Duration) -> Result<Option<Assembled>, String> {
             }
             return Ok(None);
         };
-        if pools.len() > 1 {
-            log::warn!(
-                "several pools found ({}); assembling '{}' only",
-                pools
-                    .iter()
-                    .map(|p| p.1.clone())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                pool.1
-            );
-        }
-        let (fsid, label, expected, devices) = pool;
+        let Candidate {
+            uuid: fsid,
+            name: label,
+            expected,
+            devices,
+        } = pool;
         let present = devices.len() as u64;
         if present < expected && Instant::now() < deadline {
             std::thread::sleep(Duration::from_secs(1));
@@ -326,7 +407,7 @@ pub fn create(name: &PoolName, disks: &[Found]) -> Result<PoolConfig, String> {
                 .into(),
         );
     }
-    let paths: Vec<PathBuf> = disks.iter().map(|d| dev_path(&d.disk.name)).collect();
+    let paths: Vec<PathBuf> = disks.iter().map(|d| kernel_node(&d.disk)).collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let fsid =
         btrfs::mkfs_raid1(&refs, name.as_str()).map_err(|e| format!("formatting failed: {e}"))?;
@@ -390,8 +471,7 @@ pub fn status(
         let disk = d
             .path
             .as_ref()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
+            .and_then(|p| disks::name_of_node(&all_disks, p))
             .filter(|_| !d.missing);
         let serial = disk
             .as_ref()
@@ -498,13 +578,16 @@ pub fn member_devid(old: &MemberRef) -> Result<u64, String> {
     let pick = match old {
         MemberRef::Missing => devices.iter().find(|d| d.missing),
         MemberRef::Devid(id) => devices.iter().find(|d| d.devid == *id),
-        MemberRef::Disk(name) => devices.iter().find(|d| {
-            !d.missing
-                && d.path
-                    .as_ref()
-                    .and_then(|p| p.file_name())
-                    .is_some_and(|n| n == name.as_str())
-        }),
+        MemberRef::Disk(name) => {
+            let all = disks::list();
+            devices.iter().find(|d| {
+                !d.missing
+                    && d.path
+                        .as_ref()
+                        .and_then(|p| disks::name_of_node(&all, p))
+                        .is_some_and(|n| n == name.as_str())
+            })
+        }
     };
     pick.map(|d| d.devid).ok_or_else(|| match old {
         MemberRef::Missing => {
@@ -883,4 +966,53 @@ pub fn read_test(disk: &DiskName, bytes: u64) -> Result<f64, String> {
     }
     let secs = start.elapsed().as_secs_f64().max(1e-6);
     Ok(done as f64 / 1048576.0 / secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(name: &str, n: u8, disks: &[&str]) -> Candidate {
+        Candidate {
+            uuid: uuid::Uuid::from_bytes([n; 16]),
+            name: name.into(),
+            expected: disks.len() as u64,
+            devices: disks.iter().map(|d| dev_path(d)).collect(),
+        }
+    }
+
+    #[test]
+    fn several_pools_are_never_guessed() {
+        let tank = candidate("tank", 1, &["sda", "sdb"]);
+        let other = candidate("other", 2, &["sdc"]);
+        assert_eq!(choose(&[], None), Ok(None));
+        assert_eq!(choose(std::slice::from_ref(&tank), None), Ok(Some(&tank)));
+        let both = [other.clone(), tank.clone()];
+        let e = choose(&both, None).unwrap_err();
+        assert!(
+            e.contains("several pools")
+                && e.contains("'other' (sdc;")
+                && e.contains("'tank' (sda, sdb;")
+                && e.contains("pool import"),
+            "{e}"
+        );
+        assert_eq!(choose(&both, Some("tank")), Ok(Some(&tank)));
+        assert_eq!(
+            choose(&both, Some(&other.uuid.to_string())),
+            Ok(Some(&other))
+        );
+        let e = choose(&both, Some("backup")).unwrap_err();
+        assert!(
+            e.contains("no pool 'backup'") && e.contains("'tank'"),
+            "{e}"
+        );
+        // Two pools of one name (two boxes' "tank"): only the uuid tells them apart.
+        let twin = candidate("tank", 3, &["sdd"]);
+        let e = choose(&[tank.clone(), twin.clone()], Some("tank")).unwrap_err();
+        assert!(e.contains("uuid"), "{e}");
+        assert_eq!(
+            choose(&[tank, twin.clone()], Some(&twin.uuid.to_string())),
+            Ok(Some(&twin))
+        );
+    }
 }

@@ -1,13 +1,22 @@
 //! Block devices and their identity, read from sysfs.
+//!
+//! The kernel names SCSI-class disks (`sdX`) in the order their asynchronous probes happen to
+//! run, so two disks can swap names from one boot to the next even though nothing moved.
+//! Tank names them in bus order instead: the disks are sorted by their device path in sysfs
+//! (controller, port or target, LUN), and the `sd` disks take the letters in that order, so
+//! `sda` is always the disk on the first port. Every other disk keeps the kernel's name. The
+//! kernel's name stays in [`Disk::kernel`] for device nodes and kernel messages.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One whole disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
-    /// Kernel name, e.g. `sda`. Not stable across boots on real hardware; the pool never relies
-    /// on it.
+    /// Tank's name, e.g. `sda`: in bus order (see the module's documentation). The pool never
+    /// relies on it; members are known by the pool's UUID.
     pub name: String,
+    /// The kernel's name (`/dev/<kernel>`, `/sys/block/<kernel>`), which may differ.
+    pub kernel: String,
     pub size_bytes: u64,
     pub model: String,
     pub serial: String,
@@ -26,7 +35,7 @@ pub fn list_in(sys_block: &Path) -> Vec<Disk> {
     let Ok(entries) = std::fs::read_dir(sys_block) else {
         return Vec::new();
     };
-    let mut disks: Vec<Disk> = entries
+    let mut disks: Vec<(Vec<Part>, Disk)> = entries
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -36,11 +45,123 @@ pub fn list_in(sys_block: &Path) -> Vec<Disk> {
             {
                 return None;
             }
-            Some(read_disk(&e.path(), name))
+            // `/sys/block/sdb` links to `../devices/pci0000:00/.../target0:0:1/0:0:1:0/block/sdb`.
+            let bus = std::fs::read_link(e.path())
+                .map(|l| natural_parts(&l.to_string_lossy()))
+                .unwrap_or_default();
+            Some((bus, read_disk(&e.path(), name)))
+        })
+        .collect();
+    disks.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| natural_key(&a.1.kernel).cmp(&natural_key(&b.1.kernel)))
+    });
+    let mut sd = 0;
+    let mut disks: Vec<Disk> = disks
+        .into_iter()
+        .map(|(_, mut d)| {
+            if d.kernel.starts_with("sd") {
+                d.name = sd_name(sd);
+                sd += 1;
+            }
+            d
         })
         .collect();
     disks.sort_by_key(|d| natural_key(&d.name));
     disks
+}
+
+/// The device node of the disk Tank calls `name` (`/dev/<name>` when no disk has that name).
+pub fn node(name: &str) -> PathBuf {
+    node_in(&list(), name)
+}
+
+pub fn node_in(disks: &[Disk], name: &str) -> PathBuf {
+    let kernel = disks
+        .iter()
+        .find(|d| d.name == name)
+        .map_or(name, |d| d.kernel.as_str());
+    Path::new("/dev").join(kernel)
+}
+
+/// Tank's name of the disk at device node `path` (as btrfs reports members), or the node's
+/// own name.
+pub fn name_of_node(disks: &[Disk], path: &Path) -> Option<String> {
+    let kernel = path.file_name()?.to_string_lossy().into_owned();
+    Some(
+        disks
+            .iter()
+            .find(|d| d.kernel == kernel)
+            .map_or(kernel, |d| d.name.clone()),
+    )
+}
+
+/// `sd` + letters for the n-th disk from 0: sda..sdz, sdaa.., as the kernel counts.
+fn sd_name(n: usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = n + 1;
+    while n > 0 {
+        n -= 1;
+        letters.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    letters.reverse();
+    format!("sd{}", String::from_utf8_lossy(&letters))
+}
+
+/// A piece of a path for ordering: digit runs compare as numbers (`host10` after `host9`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Part {
+    Number(u64),
+    Text(String),
+}
+
+/// Per path component: PCI addresses (`0000:00:1f.2`, fixed-width hex) as they are, anything
+/// else with its decimal runs as numbers (`ata10`, `target10:0:0`).
+fn natural_parts(path: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    for component in path.split('/') {
+        if is_pci_address(component) {
+            parts.push(Part::Text(component.to_string()));
+        } else {
+            parts.extend(decimal_runs(component));
+        }
+        parts.push(Part::Text("/".into()));
+    }
+    parts
+}
+
+fn is_pci_address(c: &str) -> bool {
+    let b = c.as_bytes();
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && c.chars()
+            .enumerate()
+            .all(|(i, ch)| [4, 7, 10].contains(&i) || ch.is_ascii_hexdigit())
+}
+
+fn decimal_runs(text: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        let digit = c.is_ascii_digit();
+        let mut run = String::new();
+        while let Some(&c) = chars.peek() {
+            if c.is_ascii_digit() != digit {
+                break;
+            }
+            run.push(c);
+            chars.next();
+        }
+        parts.push(if digit {
+            Part::Number(run.parse().unwrap_or(u64::MAX))
+        } else {
+            Part::Text(run)
+        });
+    }
+    parts
 }
 
 fn natural_key(name: &str) -> (usize, String) {
@@ -73,7 +194,8 @@ fn read_disk(dir: &Path, name: String) -> Disk {
         wwn = read_trimmed(&dir.join("wwid"));
     }
     Disk {
-        name,
+        name: name.clone(),
+        kernel: name,
         // The block layer counts 512-byte sectors whatever the device's own sector size.
         size_bytes: sectors.saturating_mul(512),
         model,
@@ -150,5 +272,68 @@ mod tests {
         assert_eq!(disks[0].size_bytes, 1024 * 1024 * 1024);
         assert_eq!(disks[0].model, "QEMU QEMU HARDDISK");
         assert_eq!(disks[0].serial, "disk1");
+    }
+
+    #[test]
+    fn names_follow_the_bus_not_the_probe_order() {
+        let root = std::env::temp_dir().join(format!("tank-disks-bus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let block = root.join("block");
+        std::fs::create_dir_all(&block).unwrap();
+        // The kernel probed target 1 first (it got sda), target 0 second (sdb); a disk on a
+        // tenth host must come after one on the ninth; NVMe keeps its own name.
+        let disks = [
+            (
+                "sda",
+                "pci0000:00/0000:00:04.0/virtio2/host0/target0:0:1/0:0:1:0",
+                "SECOND",
+            ),
+            (
+                "sdb",
+                "pci0000:00/0000:00:04.0/virtio2/host0/target0:0:0/0:0:0:0",
+                "FIRST",
+            ),
+            (
+                "sdc",
+                "pci0000:00/0000:00:1f.2/ata10/host10/target10:0:0/10:0:0:0",
+                "FOURTH",
+            ),
+            (
+                "sdd",
+                "pci0000:00/0000:00:1f.2/ata9/host9/target9:0:0/9:0:0:0",
+                "THIRD",
+            ),
+            ("nvme0n1", "pci0000:00/0000:00:05.0/nvme/nvme0", "NVME"),
+        ];
+        for (kernel, bus, serial) in disks {
+            let dir = root.join("devices").join(bus).join("block").join(kernel);
+            std::fs::create_dir_all(dir.join("device")).unwrap();
+            std::fs::write(dir.join("size"), "2048\n").unwrap();
+            std::fs::write(dir.join("device/serial"), serial).unwrap();
+            std::os::unix::fs::symlink(&dir, block.join(kernel)).unwrap();
+        }
+        let found = list_in(&block);
+        std::fs::remove_dir_all(&root).unwrap();
+        let names: Vec<(&str, &str, &str)> = found
+            .iter()
+            .map(|d| (d.name.as_str(), d.kernel.as_str(), d.serial.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("sda", "sdb", "FIRST"),
+                ("sdb", "sda", "SECOND"),
+                ("sdc", "sdd", "THIRD"),
+                ("sdd", "sdc", "FOURTH"),
+                ("nvme0n1", "nvme0n1", "NVME"),
+            ]
+        );
+        assert_eq!(node_in(&found, "sda"), Path::new("/dev/sdb"));
+        assert_eq!(
+            name_of_node(&found, Path::new("/dev/sdb")).as_deref(),
+            Some("sda")
+        );
+        assert_eq!(sd_name(25), "sdz");
+        assert_eq!(sd_name(26), "sdaa");
     }
 }

@@ -316,9 +316,9 @@ fn wait_for_esp() -> Result<PathBuf, String> {
     let deadline = Instant::now() + BOOT_DISK_WAIT;
     loop {
         for disk in super::disks::list() {
-            let dev = Path::new("/dev").join(&disk.name);
+            let dev = Path::new("/dev").join(&disk.kernel);
             if let Ok(Some(n)) = bootdev::partition_number(&dev, &guid) {
-                return partition_device(&disk.name, n)
+                return partition_device(&disk.kernel, n)
                     .ok_or_else(|| format!("{} has no partition {n} in /sys/block", disk.name));
             }
         }

@@ -39,7 +39,7 @@ pub struct Appliance {
     config: Config,
     persistence: Persistence,
     /// Finds and mounts the pool (`storage::assemble`; tests put a fake in its place).
-    assemble: fn(std::time::Duration) -> Result<Option<storage::Assembled>, String>,
+    assemble: fn(std::time::Duration, Option<String>) -> Result<Option<storage::Assembled>, String>,
     pool_state: PoolState,
     /// The running scrub or replace, with its latest progress line.
     job: Option<Arc<std::sync::Mutex<String>>>,
@@ -145,15 +145,19 @@ impl Appliance {
         }
     }
 
-    /// Looks for the pool on a thread; [`Event::PoolAssembled`] brings the result.
-    fn start_assembly(&mut self) {
+    /// Looks for the pool (the only one, or `wanted` by name or UUID) on a thread;
+    /// [`Event::PoolAssembled`] brings the result.
+    pub(super) fn start_assembly(&mut self, wanted: Option<String>) {
         self.pool_state = PoolState::Assembling;
         let assemble = self.assemble;
         let tx = self.sender.clone();
         let spawned = std::thread::Builder::new()
             .name("assemble".into())
             .spawn(move || {
-                let _ = tx.send(Event::PoolAssembled(assemble(storage::MISSING_MEMBER_WAIT)));
+                let _ = tx.send(Event::PoolAssembled(assemble(
+                    storage::MISSING_MEMBER_WAIT,
+                    wanted,
+                )));
             });
         if let Err(e) = spawned {
             log::error!("cannot start pool assembly: {e}");
@@ -208,7 +212,7 @@ impl Appliance {
         }
         self.network = Some(Network::start(self.net_settings.clone()));
         self.start_rpc();
-        self.start_assembly();
+        self.start_assembly(None);
         let tx = self.sender.clone();
         let _ = std::thread::Builder::new()
             .name("ticker".into())
@@ -606,7 +610,7 @@ impl Appliance {
         self.persistence =
             Persistence::Broken("the pool is being mounted again after a refused power-off".into());
         if self.pool_state != PoolState::Absent {
-            self.start_assembly();
+            self.start_assembly(None);
         }
         Err(failure)
     }
@@ -634,6 +638,7 @@ fn changes_config(request: &Request) -> bool {
         Request::Pool(p) => match p {
             P::Status
             | P::Create { .. }
+            | P::Import(_)
             | P::Replace { .. }
             | P::ScrubStart
             | P::ScrubStatus
@@ -679,7 +684,7 @@ mod tests {
         let (tx, rx) = channel();
         let consoles = Consoles::start(&[], "tank", tx.clone());
         let mut a = Appliance::new(&board::QEMU_X86_64, 0.0, rx, tx, consoles);
-        a.assemble = |_| Ok(None);
+        a.assemble = |_, _| Ok(None);
         a
     }
 

@@ -36,6 +36,9 @@ impl Appliance {
         self.pool_state = PoolState::Mounted {
             degraded: assembled.degraded,
         };
+        // Mounted now (after `pool import`): the earlier failure no longer holds.
+        self.alerts
+            .retain(|a| !a.starts_with("the pool could not be mounted"));
         self.pool_since = Some(storage::now());
         match Store::open(crate::storage::config_dir()) {
             Ok((store, loaded)) => {
@@ -349,6 +352,23 @@ impl Appliance {
                     new.as_str()
                 )))
             }
+            PoolRequest::Import(pool) => match self.pool_state {
+                PoolState::Absent | PoolState::Failed => {
+                    // A name that matches nothing is refused now, not in a later alert.
+                    storage::choose(&storage::candidates(&storage::discover()), Some(&pool))?;
+                    self.start_assembly(Some(pool.clone()));
+                    Ok(Reply::Done(format!(
+                        "looking for pool '{pool}' on the disks; 'status' shows it once mounted"
+                    )))
+                }
+                PoolState::Assembling => {
+                    Err("the pool is still being assembled; try again in a few seconds".into())
+                }
+                PoolState::Mounted { .. } => Err(
+                    "a pool is mounted; 'pool import' only chooses among several pools at boot"
+                        .into(),
+                ),
+            },
             PoolRequest::ScrubStart => {
                 self.require_pool()?;
                 self.start_scrub()?;
