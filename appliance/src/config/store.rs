@@ -483,7 +483,9 @@ fn hashes_of(config: &Config) -> Vec<[u8; 16]> {
 /// undo); a removed user gets [`unknown_nt_hash`](super::accounts::unknown_nt_hash), random
 /// bytes no password gives and nobody has seen, so the user is locked out until `user
 /// passwd` sets a password. Users are never taken out of an older generation: shares there
-/// may name them.
+/// may name them. A removed user's stand-in is in no configuration in force, so the next full
+/// check (the first save after the store is opened again) draws a new one: a rewrite of a few
+/// small files, and still a hash nobody knows.
 pub fn forget_stale_hashes(old: &mut Config, current: &Config) -> io::Result<Vec<[u8; 16]>> {
     let mut forgotten = Vec::new();
     for user in &mut old.users {
