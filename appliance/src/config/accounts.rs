@@ -10,6 +10,7 @@
 use std::fmt;
 
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 /// Why a user or group name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -158,12 +159,34 @@ pub fn next_free_id(users: &[UserConfig], groups: &[GroupConfig]) -> Option<u32>
 }
 
 /// The NT hash of a password: MD4 over its UTF-16LE encoding, as NTLM defines it.
+///
+/// The UTF-16 copy of the password is wiped when the hash is made (its buffer is sized up
+/// front, so growing it leaves no copy behind), and so is the hasher's block buffer.
 pub fn nt_hash(password: &str) -> [u8; 16] {
     use md4::{Digest, Md4};
-    let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    // Each UTF-8 byte gives at most two bytes of UTF-16.
+    let mut utf16 = Zeroizing::new(Vec::with_capacity(password.len() * 2));
+    for unit in password.encode_utf16() {
+        utf16.extend_from_slice(&unit.to_le_bytes());
+    }
     let mut hash = [0u8; 16];
-    hash.copy_from_slice(&Md4::digest(&utf16));
+    hash.copy_from_slice(&Md4::digest(utf16.as_slice()));
     hash
+}
+
+/// A hash nobody knows a password for, nor has ever seen: 16 random bytes. It stands in for
+/// a removed user's hash in older configuration generations (the record has no way to say
+/// "no password"): a fallback to such a generation keeps the user, locked out until
+/// `user passwd` sets a password again. Never blocks on the kernel's entropy pool.
+pub fn unknown_nt_hash() -> std::io::Result<[u8; 16]> {
+    use rustix::rand::{getrandom, GetRandomFlags};
+    let mut hash = [0u8; 16];
+    if let Ok(16) = getrandom(&mut hash[..], GetRandomFlags::INSECURE) {
+        return Ok(hash);
+    }
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut hash)?;
+    Ok(hash)
 }
 
 #[cfg(test)]
@@ -232,5 +255,24 @@ mod tests {
         assert_eq!(hex(nt_hash("")), "31d6cfe0d16ae931b73c59d7e0c089c0");
         // MS-NLMP 4.2.2.1.2: NTOWFv1("Password").
         assert_eq!(hex(nt_hash("Password")), "a4f49c406510bdcab6824ee7c30fd852");
+        // Characters outside the BMP take two UTF-16 units (four bytes) for four UTF-8 bytes.
+        assert_eq!(nt_hash("p\u{1F600}"), {
+            use md4::{Digest, Md4};
+            let bytes: Vec<u8> = "p\u{1F600}"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect();
+            let mut h = [0u8; 16];
+            h.copy_from_slice(&Md4::digest(&bytes));
+            h
+        });
+    }
+
+    #[test]
+    fn unknown_hashes_differ() {
+        let a = unknown_nt_hash().unwrap();
+        let b = unknown_nt_hash().unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a, [0; 16]);
     }
 }

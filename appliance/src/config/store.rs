@@ -11,9 +11,20 @@
 //! fatal and never deleted: it becomes a warning naming the file and why, and the previous
 //! generation is used. What does not live here: the bytes of a record ([`record`](super::record))
 //! and creating or mounting the subvolume (the storage code does that).
+//!
+//! # Secrets
+//!
+//! Records hold users' NT hashes, which log in to SMB as well as the passwords would. Every
+//! record and temporary file is created with mode 0600 (and the directory is kept at 0700);
+//! opening the store tightens files that older software left wider. After a save whose
+//! configuration drops a hash (a password changed, a user removed), and at the first save after
+//! opening, the older generations are rewritten in place, atomically, without the hashes the
+//! new configuration does not have: see [`forget_stale_hashes`]. Damaged files are kept, with
+//! any such hash the store knows of overwritten with zeros.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -26,6 +37,12 @@ pub const KEEP: usize = 5;
 
 /// A record file larger than this is not read: no valid configuration comes close.
 pub const MAX_FILE_LEN: u64 = 16 << 20;
+
+/// The mode of every record and temporary file: only root reads the NT hashes.
+pub const FILE_MODE: u32 = 0o600;
+
+/// The mode the store's directory is kept at.
+pub const DIR_MODE: u32 = 0o700;
 
 const PREFIX: &str = "config-";
 const SUFFIX: &str = ".tank";
@@ -100,6 +117,12 @@ pub struct Store {
     /// The highest generation seen in a file name, good or bad, or saved; the next save uses the
     /// one after it, so a damaged file is never overwritten.
     last_generation: u64,
+    /// The NT hashes of the configuration last loaded or saved: a save whose configuration
+    /// drops one of them rewrites the older generations without it.
+    hashes: Vec<[u8; 16]>,
+    /// Whether the older generations have been checked against the configuration in force
+    /// since the store was opened (software before this check left old hashes in them).
+    scrubbed: bool,
 }
 
 /// The file name of generation `generation`.
@@ -149,8 +172,8 @@ fn list(dir: &Path) -> Result<Listing, StoreError> {
     Ok(Listing { records, tmps })
 }
 
-/// Reads and decodes one record file, checking the generation its name promises.
-fn load_file(path: &Path, expected: u64) -> Result<Config, String> {
+/// Reads one record file's bytes, refusing a file larger than any record.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
     let len = fs::metadata(path)
         .map_err(|e| format!("cannot read it: {e}"))?
         .len();
@@ -159,7 +182,12 @@ fn load_file(path: &Path, expected: u64) -> Result<Config, String> {
             "it is {len} bytes, more than any configuration record ({MAX_FILE_LEN})"
         ));
     }
-    let bytes = fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    fs::read(path).map_err(|e| format!("cannot read it: {e}"))
+}
+
+/// Reads and decodes one record file, checking the generation its name promises.
+fn load_file(path: &Path, expected: u64) -> Result<Config, String> {
+    let bytes = read_bytes(path)?;
     let (config, generation) = record::decode(&bytes).map_err(|e| e.to_string())?;
     if generation != expected {
         return Err(format!(
@@ -187,6 +215,10 @@ impl Store {
         }
         let Listing { records, tmps } = list(&dir)?;
         let mut warnings = Vec::new();
+        tighten(&dir, DIR_MODE, &mut warnings);
+        for (_, path) in &records {
+            tighten(path, FILE_MODE, &mut warnings);
+        }
         for tmp in tmps {
             match fs::remove_file(&tmp) {
                 Ok(()) => warnings.push(format!(
@@ -229,6 +261,8 @@ impl Store {
         let store = Store {
             dir,
             last_generation,
+            hashes: config.as_ref().map_or_else(Vec::new, hashes_of),
+            scrubbed: false,
         };
         Ok((
             store,
@@ -242,11 +276,16 @@ impl Store {
 
     /// Creates `dir` (and its parents) if it is missing, then [`open`](Store::open)s it.
     pub fn create(dir: impl Into<PathBuf>) -> Result<(Store, Loaded), StoreError> {
+        use std::os::unix::fs::DirBuilderExt;
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
-            path: dir.clone(),
-            source,
-        })?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
         Store::open(dir)
     }
 
@@ -263,7 +302,9 @@ impl Store {
     }
 
     /// Saves `config` as a new generation and returns that generation; then keeps only the
-    /// newest [`KEEP`] generations. On error the previous generations are untouched.
+    /// newest [`KEEP`] generations and, if `config` dropped an NT hash (or this is the first
+    /// save since the store was opened), rewrites the older ones without the hashes `config`
+    /// does not have. On error the previous generations are untouched.
     pub fn save(&mut self, config: &Config) -> Result<u64, StoreError> {
         config.validate()?;
         let generation = self
@@ -271,14 +312,28 @@ impl Store {
             .checked_add(1)
             .ok_or(StoreError::GenerationsExhausted)?;
         let bytes = record::encode(config, generation)?;
-        let path = self.path_of(generation);
+        self.put(generation, &bytes)?;
+        self.last_generation = generation;
+        self.sync_dir(generation)?;
+        self.prune();
+        let hashes = hashes_of(config);
+        if !self.scrubbed || self.hashes.iter().any(|h| !hashes.contains(h)) {
+            self.scrubbed = self.scrub(config, generation);
+        }
+        self.hashes = hashes;
+        Ok(generation)
+    }
+
+    /// Writes `bytes` as the file of generation `generation`, atomically: a new temporary file
+    /// (mode 0600), fsynced, renamed over the record. The directory is not synced.
+    fn put(&self, generation: u64, bytes: &[u8]) -> Result<(), StoreError> {
         let tmp = self.dir.join(format!("{}.tmp", file_name(generation)));
-        if let Err(error) = write_synced(&tmp, &bytes) {
+        if let Err(error) = write_synced(&tmp, bytes) {
             // Best effort: a leftover is also removed by the next open.
             let _ = fs::remove_file(&tmp);
             return Err(error);
         }
-        if let Err(source) = fs::rename(&tmp, &path) {
+        if let Err(source) = fs::rename(&tmp, self.path_of(generation)) {
             let _ = fs::remove_file(&tmp);
             return Err(StoreError::Write {
                 action: "rename into place",
@@ -286,16 +341,110 @@ impl Store {
                 source,
             });
         }
-        self.last_generation = generation;
+        Ok(())
+    }
+
+    fn sync_dir(&self, generation: u64) -> Result<(), StoreError> {
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .map_err(|source| StoreError::SyncDir {
                 path: self.dir.clone(),
                 generation,
                 source,
-            })?;
-        self.prune();
-        Ok(generation)
+            })
+    }
+
+    /// Rewrites every generation but `newest` without the NT hashes `current` does not have
+    /// ([`forget_stale_hashes`]); damaged files get those hashes, where the store knows them,
+    /// overwritten with zeros. Returns whether every file could be checked and rewritten;
+    /// failures are logged, not returned, because the new generation is already safe.
+    fn scrub(&self, current: &Config, newest: u64) -> bool {
+        let records = match list(&self.dir) {
+            Ok(listing) => listing.records,
+            Err(e) => {
+                log::warn!("config: cannot remove old NT hashes from older generations: {e}");
+                return false;
+            }
+        };
+        let current_hashes = hashes_of(current);
+        let mut stale: Vec<[u8; 16]> = self
+            .hashes
+            .iter()
+            .filter(|h| !current_hashes.contains(h))
+            .copied()
+            .collect();
+        let mut complete = true;
+        let mut rewritten = false;
+        let mut damaged = Vec::new();
+        for (name_generation, path) in records.iter().filter(|(g, _)| *g != newest) {
+            let decoded = read_bytes(path)
+                .and_then(|bytes| record::decode(&bytes).map_err(|e| e.to_string()));
+            let (mut old, generation) = match decoded {
+                Ok(decoded) => decoded,
+                Err(_) => {
+                    damaged.push((*name_generation, path));
+                    continue;
+                }
+            };
+            let forgotten = match forget_stale_hashes(&mut old, current) {
+                Ok(forgotten) => forgotten,
+                Err(e) => {
+                    log::warn!(
+                        "config: {} keeps NT hashes the configuration no longer has: no \
+                         random value for a removed user's hash ({e}); the next save tries \
+                         again",
+                        path.display()
+                    );
+                    complete = false;
+                    continue;
+                }
+            };
+            if forgotten.is_empty() {
+                continue;
+            }
+            stale.extend(forgotten);
+            // The record keeps the generation it holds, even in a file renamed by hand.
+            let written = record::encode(&old, generation)
+                .map_err(StoreError::from)
+                .and_then(|bytes| self.put(*name_generation, &bytes));
+            match written {
+                Ok(()) => rewritten = true,
+                Err(e) => {
+                    log::warn!(
+                        "config: cannot rewrite {} without old NT hashes: {e}; the next save \
+                         tries again",
+                        path.display()
+                    );
+                    complete = false;
+                }
+            }
+        }
+        for (name_generation, path) in damaged {
+            let Ok(mut bytes) = read_bytes(path) else {
+                complete = false;
+                continue;
+            };
+            if !zero_hashes(&mut bytes, &stale) {
+                continue;
+            }
+            match self.put(name_generation, &bytes) {
+                Ok(()) => rewritten = true,
+                Err(e) => {
+                    log::warn!(
+                        "config: cannot rewrite damaged {} without old NT hashes: {e}",
+                        path.display()
+                    );
+                    complete = false;
+                }
+            }
+        }
+        if rewritten {
+            if let Err(e) = self.sync_dir(newest) {
+                log::warn!("config: {e}");
+                complete = false;
+            }
+        }
+        complete
     }
 
     /// Removes all but the newest [`KEEP`] generations; failures are logged, not returned,
@@ -319,17 +468,98 @@ impl Store {
     }
 }
 
-/// Writes `bytes` to a new file at `path` and fsyncs it.
+/// The NT hashes of a configuration's users.
+fn hashes_of(config: &Config) -> Vec<[u8; 16]> {
+    config.users.iter().map(|u| u.nt_hash).collect()
+}
+
+/// Replaces, in an older generation `old`, every NT hash the configuration in force
+/// (`current`) does not have, and returns the hashes replaced.
+///
+/// The record has no way to say "this user has no password" (version 2 stores 16 bytes, and
+/// any 16 bytes are a hash someone could log in with by presenting them), so the least bad
+/// stand-in keeps the older generation usable as a fallback: a user who still exists gets the
+/// hash in force (a fallback then keeps today's passwords, which a rollback is not meant to
+/// undo); a removed user gets [`unknown_nt_hash`](super::accounts::unknown_nt_hash), random
+/// bytes no password gives and nobody has seen, so the user is locked out until `user
+/// passwd` sets a password. Users are never taken out of an older generation: shares there
+/// may name them. A removed user's stand-in is in no configuration in force, so the next full
+/// check (the first save after the store is opened again) draws a new one: a rewrite of a few
+/// small files, and still a hash nobody knows.
+pub fn forget_stale_hashes(old: &mut Config, current: &Config) -> io::Result<Vec<[u8; 16]>> {
+    let mut forgotten = Vec::new();
+    for user in &mut old.users {
+        if current.users.iter().any(|u| u.nt_hash == user.nt_hash) {
+            continue;
+        }
+        let replacement = match current.users.iter().find(|u| u.name == user.name) {
+            Some(now) => now.nt_hash,
+            None => super::accounts::unknown_nt_hash()?,
+        };
+        forgotten.push(std::mem::replace(&mut user.nt_hash, replacement));
+    }
+    Ok(forgotten)
+}
+
+/// Overwrites every occurrence of each of `hashes` in `bytes` with zeros; returns whether
+/// there was one.
+fn zero_hashes(bytes: &mut [u8], hashes: &[[u8; 16]]) -> bool {
+    let mut found = false;
+    for hash in hashes {
+        let mut at = 0;
+        while let Some(offset) = bytes
+            .get(at..)
+            .and_then(|rest| rest.windows(hash.len()).position(|w| w == hash))
+        {
+            let start = at + offset;
+            bytes[start..start + hash.len()].fill(0);
+            at = start + hash.len();
+            found = true;
+        }
+    }
+    found
+}
+
+/// Narrows the mode of `path` to `mode` if it allows more; failures become warnings, since
+/// the file holds NT hashes.
+fn tighten(path: &Path, mode: u32, warnings: &mut Vec<String>) {
+    let current = match fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(e) => {
+            warnings.push(format!("cannot check the mode of {}: {e}", path.display()));
+            return;
+        }
+    };
+    if current & !mode == 0 {
+        return;
+    }
+    match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+        Ok(()) => log::info!(
+            "config: {} had mode {current:04o}, now {mode:04o}",
+            path.display()
+        ),
+        Err(e) => warnings.push(format!(
+            "cannot restrict {} (mode {current:04o}, it holds NT hashes) to {mode:04o}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Writes `bytes` to a new file at `path`, created with mode [`FILE_MODE`], and fsyncs it.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let fail = |action, source| StoreError::Write {
         action,
         path: path.to_owned(),
         source,
     };
+    // A leftover of an interrupted save goes first: an existing file would keep its mode.
+    // Whatever stays (nothing, or something that is not a file) makes `create_new` fail below,
+    // which says so.
+    let _ = fs::remove_file(path);
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .mode(FILE_MODE)
         .open(path)
         .map_err(|e| fail("create", e))?;
     file.write_all(bytes).map_err(|e| fail("write", e))?;
@@ -342,6 +572,7 @@ mod tests {
     use super::*;
     use crate::config::model::{DatasetConfig, PoolConfig};
     use crate::config::names::{DatasetName, PoolName};
+    use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fresh directory under the system's temporary directory, removed on drop.
@@ -585,6 +816,231 @@ mod tests {
         let (_, loaded) = Store::create(&missing).unwrap();
         assert_eq!(loaded.config, None);
         assert!(missing.is_dir());
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// `config(n)` with users of the given names and passwords, uids from 1000.
+    fn with_users(n: u32, users: &[(&str, &str)]) -> Config {
+        let mut config = config(n);
+        config.users = users
+            .iter()
+            .zip(1000..)
+            .map(
+                |(&(name, password), uid)| crate::config::accounts::UserConfig {
+                    name: crate::config::accounts::UserName::parse(name).unwrap(),
+                    uid,
+                    gid: uid,
+                    groups: vec![],
+                    nt_hash: crate::config::accounts::nt_hash(password),
+                },
+            )
+            .collect();
+        config
+    }
+
+    /// The names of the store's files whose bytes contain `hash`.
+    fn holding(dir: &Path, hash: [u8; 16]) -> Vec<String> {
+        names(dir)
+            .into_iter()
+            .filter(|name| {
+                fs::read(dir.join(name))
+                    .unwrap()
+                    .windows(16)
+                    .any(|w| w == hash)
+            })
+            .collect()
+    }
+
+    fn hash_of(config: &Config, name: &str) -> Option<[u8; 16]> {
+        config
+            .users
+            .iter()
+            .find(|u| u.name.as_str() == name)
+            .map(|u| u.nt_hash)
+    }
+
+    #[test]
+    fn records_are_private() {
+        let dir = TempDir::new("private");
+        let mut store = saved(&dir.0, 2);
+        // A rewritten older generation is private too.
+        store.save(&with_users(3, &[("alice", "one")])).unwrap();
+        store.save(&with_users(4, &[("alice", "two")])).unwrap();
+        for generation in 1..=4 {
+            assert_eq!(mode(&store.path_of(generation)), 0o600, "{generation}");
+        }
+        assert_eq!(mode(&dir.0), 0o700);
+
+        let created = dir.0.join("new/config");
+        Store::create(&created).unwrap();
+        assert_eq!(mode(&created), 0o700);
+    }
+
+    #[test]
+    fn open_tightens_wide_modes() {
+        let dir = TempDir::new("tighten");
+        let store = saved(&dir.0, 2);
+        for (path, wide) in [
+            (store.path_of(1), 0o644),
+            (store.path_of(2), 0o666),
+            (dir.0.clone(), 0o755),
+        ] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(wide)).unwrap();
+        }
+        fs::write(dir.0.join("notes.txt"), b"not ours").unwrap();
+        fs::set_permissions(dir.0.join("notes.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+        let (_, loaded) = Store::open(&dir.0).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(mode(&store.path_of(1)), 0o600);
+        assert_eq!(mode(&store.path_of(2)), 0o600);
+        assert_eq!(mode(&dir.0), 0o700);
+        // Files that are not the store's are left alone.
+        assert_eq!(mode(&dir.0.join("notes.txt")), 0o644);
+    }
+
+    /// A leftover temporary file with a wide mode is replaced, not reused with its mode.
+    #[test]
+    fn leftover_tmp_does_not_lend_its_mode() {
+        let dir = TempDir::new("tmp-mode");
+        let mut store = saved(&dir.0, 1);
+        let tmp = dir.0.join(format!("{}.tmp", file_name(2)));
+        fs::write(&tmp, b"half").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(store.save(&config(2)).unwrap(), 2);
+        assert_eq!(mode(&store.path_of(2)), 0o600);
+        assert!(!tmp.exists());
+    }
+
+    /// After a password change and after a user's removal, no file of the store holds the old
+    /// hash; the older generations still load, with the hash in force for a user who stays
+    /// and an unknown one for a removed user.
+    #[test]
+    fn old_hashes_leave_older_generations() {
+        let dir = TempDir::new("old-hashes");
+        let (mut store, _) = Store::open(&dir.0).unwrap();
+        let old_alice = crate::config::accounts::nt_hash("alice-old");
+        let bob = crate::config::accounts::nt_hash("bob-pw");
+        let new_alice = crate::config::accounts::nt_hash("alice-new");
+        store
+            .save(&with_users(1, &[("alice", "alice-old"), ("bob", "bob-pw")]))
+            .unwrap();
+        store
+            .save(&with_users(2, &[("alice", "alice-old"), ("bob", "bob-pw")]))
+            .unwrap();
+        assert_eq!(holding(&dir.0, old_alice).len(), 2);
+
+        // alice's password changes.
+        store
+            .save(&with_users(3, &[("alice", "alice-new"), ("bob", "bob-pw")]))
+            .unwrap();
+        assert_eq!(holding(&dir.0, old_alice), Vec::<String>::new());
+        // bob is removed, then one more save.
+        store
+            .save(&with_users(4, &[("alice", "alice-new")]))
+            .unwrap();
+        assert_eq!(holding(&dir.0, bob), Vec::<String>::new());
+        store
+            .save(&with_users(5, &[("alice", "alice-new")]))
+            .unwrap();
+        assert_eq!(holding(&dir.0, old_alice), Vec::<String>::new());
+        assert_eq!(holding(&dir.0, bob), Vec::<String>::new());
+        assert_eq!(names(&dir.0), (1..=5).map(file_name).collect::<Vec<_>>());
+
+        // Every older generation still loads, with everything else as it was saved.
+        for generation in 1..=3 {
+            let old = load_file(&store.path_of(generation), generation).unwrap();
+            assert_eq!(old.hostname, format!("nas{generation}"));
+            assert_eq!(old.users.len(), 2);
+            assert_eq!(hash_of(&old, "alice"), Some(new_alice), "{generation}");
+            let locked = hash_of(&old, "bob").unwrap();
+            assert_ne!(locked, bob);
+            assert_ne!(locked, new_alice);
+            assert_ne!(locked, [0; 16]);
+        }
+        // And as fallbacks: damaged newer generations give way to them.
+        for newest in [5, 4] {
+            fs::write(store.path_of(newest), b"").unwrap();
+        }
+        let (_, loaded) = Store::open(&dir.0).unwrap();
+        assert_eq!(loaded.generation, 3);
+        let fallback = loaded.config.unwrap();
+        assert_eq!(hash_of(&fallback, "alice"), Some(new_alice));
+        assert_eq!(fallback.hostname, "nas3");
+    }
+
+    /// Saves that keep every hash do not rewrite older generations.
+    #[test]
+    fn ordinary_saves_leave_older_generations_alone() {
+        let dir = TempDir::new("untouched");
+        let (mut store, _) = Store::open(&dir.0).unwrap();
+        store.save(&with_users(1, &[("alice", "a")])).unwrap();
+        store
+            .save(&with_users(2, &[("alice", "a"), ("bob", "b")]))
+            .unwrap();
+        let before = fs::read(store.path_of(1)).unwrap();
+        store
+            .save(&with_users(3, &[("bob", "b"), ("alice", "a")]))
+            .unwrap();
+        store
+            .save(&with_users(4, &[("alice", "a"), ("bob", "b")]))
+            .unwrap();
+        assert_eq!(fs::read(store.path_of(1)).unwrap(), before);
+    }
+
+    /// A store written by software that kept old hashes is cleaned at the first save after
+    /// opening, even if that save changes no password.
+    #[test]
+    fn first_save_after_open_cleans_up_older_software() {
+        let dir = TempDir::new("older-software");
+        let old_alice = crate::config::accounts::nt_hash("alice-old");
+        let old = with_users(1, &[("alice", "alice-old")]);
+        let now = with_users(2, &[("alice", "alice-new")]);
+        for (generation, config) in [(1, &old), (2, &now)] {
+            fs::write(
+                dir.0.join(file_name(generation)),
+                record::encode(config, generation).unwrap(),
+            )
+            .unwrap();
+        }
+        let (mut store, loaded) = Store::open(&dir.0).unwrap();
+        assert_eq!(loaded.config.as_ref(), Some(&now));
+        assert_eq!(holding(&dir.0, old_alice), vec![file_name(1)]);
+        store
+            .save(&with_users(3, &[("alice", "alice-new")]))
+            .unwrap();
+        assert_eq!(holding(&dir.0, old_alice), Vec::<String>::new());
+        assert_eq!(
+            load_file(&store.path_of(1), 1).unwrap().users,
+            with_users(1, &[("alice", "alice-new")]).users
+        );
+    }
+
+    /// A damaged older generation is kept, without the old hashes the store knows of.
+    #[test]
+    fn damaged_generation_loses_old_hashes() {
+        let dir = TempDir::new("damaged-hashes");
+        let (mut store, _) = Store::open(&dir.0).unwrap();
+        let old_alice = crate::config::accounts::nt_hash("alice-old");
+        store
+            .save(&with_users(1, &[("alice", "alice-old")]))
+            .unwrap();
+        store
+            .save(&with_users(2, &[("alice", "alice-old")]))
+            .unwrap();
+        // Generation 1 loses its checksum's last byte: it no longer decodes.
+        let mut bytes = fs::read(store.path_of(1)).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(store.path_of(1), &bytes).unwrap();
+        store
+            .save(&with_users(3, &[("alice", "alice-new")]))
+            .unwrap();
+        assert_eq!(holding(&dir.0, old_alice), Vec::<String>::new());
+        assert!(store.path_of(1).exists());
+        assert_eq!(mode(&store.path_of(1)), 0o600);
     }
 
     #[test]

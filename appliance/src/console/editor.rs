@@ -3,7 +3,13 @@
 //! mode for passwords: nothing is echoed, nothing enters the history.
 //!
 //! It is a pure state machine: bytes in, bytes to echo and an outcome out, so it is tested
-//! (and fuzzed) without a terminal.
+//! (and fuzzed) without a terminal. A secret line is typed into a buffer of its own, allocated
+//! once and wiped when the line is taken, erased or cancelled, and handed out as a
+//! [`Secret`], which wipes its copy when dropped.
+
+use zeroize::{Zeroize, Zeroizing};
+
+use super::request::Secret;
 
 /// Longest line accepted; further input rings the bell.
 pub const MAX_LINE: usize = 512;
@@ -14,8 +20,73 @@ const HISTORY: usize = 50;
 pub enum Outcome {
     /// Enter: the line to run.
     Line(String),
+    /// Enter in secret mode: the password typed.
+    Secret(Secret),
     /// Ctrl-c: the line was dropped.
     Cancelled,
+}
+
+/// The line typed in secret mode: [`MAX_LINE`] bytes allocated once, so typing never
+/// reallocates (which would leave copies of the password in freed memory), and zeroed
+/// whenever the line is taken, erased or cancelled, and when dropped.
+#[derive(Default)]
+struct SecretLine {
+    bytes: Zeroizing<Vec<u8>>,
+    len: usize,
+}
+
+impl std::fmt::Debug for SecretLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretLine(..)")
+    }
+}
+
+impl SecretLine {
+    /// Appends `c`; false if the line is full.
+    fn push(&mut self, c: char) -> bool {
+        if self.bytes.len() < MAX_LINE {
+            self.bytes.resize(MAX_LINE, 0);
+        }
+        let end = self.len + c.len_utf8();
+        match self.bytes.get_mut(self.len..end) {
+            Some(room) => {
+                c.encode_utf8(room);
+                self.len = end;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the last character; false if the line is empty.
+    fn pop(&mut self) -> bool {
+        let Some(typed) = self.bytes.get(..self.len) else {
+            return false;
+        };
+        // The last character starts at the last byte that is not a UTF-8 continuation byte.
+        let Some(start) = typed.iter().rposition(|&b| b & 0xc0 != 0x80) else {
+            return false;
+        };
+        if let Some(gone) = self.bytes.get_mut(start..self.len) {
+            gone.zeroize();
+        }
+        self.len = start;
+        true
+    }
+
+    fn wipe(&mut self) {
+        self.bytes.as_mut_slice().zeroize();
+        self.len = 0;
+    }
+
+    /// The line typed, and the buffer wiped.
+    fn take(&mut self) -> Secret {
+        let typed = self.bytes.get(..self.len).unwrap_or_default();
+        // Only whole characters are pushed, so the bytes are UTF-8.
+        let secret = Secret::new(std::str::from_utf8(typed).unwrap_or_default());
+        self.wipe();
+        secret
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +107,9 @@ pub struct Editor {
     /// Position while browsing history (`history.len()` = the line being typed).
     browse: usize,
     saved: String,
-    /// Secret entry: no echo, no history.
+    /// Secret entry: no echo, no history; the line goes to `secret_line`.
     secret: bool,
+    secret_line: SecretLine,
 }
 
 impl Editor {
@@ -49,12 +121,19 @@ impl Editor {
     pub fn set_secret(&mut self, secret: bool) {
         self.secret = secret;
         self.line.clear();
+        self.secret_line.wipe();
     }
 
     /// The line typed so far.
     #[cfg(test)]
     pub fn line(&self) -> &str {
         &self.line
+    }
+
+    /// The whole buffer a secret line is typed into, spare bytes included.
+    #[cfg(test)]
+    fn secret_buffer(&self) -> &[u8] {
+        &self.secret_line.bytes
     }
 
     /// Feeds one byte. Appends what to echo to `echo`; `prompt` is used to redraw the line.
@@ -91,12 +170,12 @@ impl Editor {
                     return None;
                 }
                 self.last_was_cr = byte == b'\r';
-                self.pending_utf8.clear();
+                self.pending_utf8.zeroize();
                 echo.extend_from_slice(b"\r\n");
-                let line = std::mem::take(&mut self.line);
                 if self.secret {
-                    return Some(Outcome::Line(line));
+                    return Some(Outcome::Secret(self.secret_line.take()));
                 }
+                let line = std::mem::take(&mut self.line);
                 if !line.trim().is_empty() && self.history.last() != Some(&line) {
                     if self.history.len() == HISTORY {
                         self.history.remove(0);
@@ -108,20 +187,24 @@ impl Editor {
             }
             0x03 => {
                 self.line.clear();
-                self.pending_utf8.clear();
+                self.secret_line.wipe();
+                self.pending_utf8.zeroize();
                 self.browse = self.history.len();
                 echo.extend_from_slice(b"^C\r\n");
                 Some(Outcome::Cancelled)
             }
             0x15 => {
                 self.line.clear();
-                self.pending_utf8.clear();
+                self.secret_line.wipe();
+                self.pending_utf8.zeroize();
                 self.redraw(prompt, echo);
                 None
             }
             0x7f | 0x08 => {
-                self.pending_utf8.clear();
-                if self.line.pop().is_some() && !self.secret {
+                self.pending_utf8.zeroize();
+                if self.secret {
+                    self.secret_line.pop();
+                } else if self.line.pop().is_some() {
                     echo.extend_from_slice(b"\x08 \x08");
                 }
                 None
@@ -138,7 +221,7 @@ impl Editor {
             }
             b if b < 0x20 => None,
             b if b < 0x80 => {
-                self.pending_utf8.clear();
+                self.pending_utf8.zeroize();
                 self.push_char(b as char, echo);
                 None
             }
@@ -146,14 +229,15 @@ impl Editor {
                 self.pending_utf8.push(b);
                 match std::str::from_utf8(&self.pending_utf8) {
                     Ok(s) => {
-                        let s = s.to_string();
-                        self.pending_utf8.clear();
-                        for c in s.chars() {
+                        // One character: bytes are gathered only until they decode.
+                        let c = s.chars().next();
+                        self.pending_utf8.zeroize();
+                        if let Some(c) = c {
                             self.push_char(c, echo);
                         }
                     }
                     Err(e) if e.error_len().is_some() || self.pending_utf8.len() >= 4 => {
-                        self.pending_utf8.clear();
+                        self.pending_utf8.zeroize();
                     }
                     Err(_) => {}
                 }
@@ -163,14 +247,17 @@ impl Editor {
     }
 
     fn push_char(&mut self, c: char, echo: &mut Vec<u8>) {
+        if self.secret {
+            if !self.secret_line.push(c) {
+                echo.push(0x07);
+            }
+            return;
+        }
         if self.line.len() + c.len_utf8() > MAX_LINE {
             echo.push(0x07);
             return;
         }
         self.line.push(c);
-        if self.secret {
-            return;
-        }
         let mut buf = [0u8; 4];
         echo.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
     }
@@ -213,7 +300,7 @@ mod tests {
         let mut ed = Editor::new();
         ed.set_secret(true);
         let (outs, echo) = feed_all(&mut ed, b"s3cr\x7fet\r");
-        assert_eq!(outs, vec![Outcome::Line("s3cet".into())]);
+        assert_eq!(outs, vec![Outcome::Secret(Secret::new("s3cet"))]);
         assert_eq!(echo, b"\r\n");
         let mut redraw = Vec::new();
         ed.feed(b'x', "> ", &mut redraw);
@@ -223,6 +310,44 @@ mod tests {
         let (_, echo) = feed_all(&mut ed, b"\x1b[A");
         // Nothing to recall: the secret never entered the history.
         assert_eq!(echo, b"\x07");
+    }
+
+    /// The buffer a password was typed into holds nothing of it once the line is taken, nor
+    /// after ctrl-u, ctrl-c or the end of secret entry; a password never reaches the ordinary
+    /// line buffer.
+    #[test]
+    fn secret_buffer_is_wiped() {
+        let wiped = |ed: &Editor| ed.secret_buffer().iter().all(|&b| b == 0);
+        let mut ed = Editor::new();
+        ed.set_secret(true);
+        let (outs, _) = feed_all(&mut ed, "pässwörd\x7f\x7fd日\r".as_bytes());
+        assert_eq!(outs, vec![Outcome::Secret(Secret::new("pässwöd日"))]);
+        assert_eq!(ed.secret_buffer().len(), MAX_LINE);
+        assert!(wiped(&ed));
+        assert_eq!(ed.line(), "");
+
+        for cancel in [&b"\x15"[..], b"\x03"] {
+            feed_all(&mut ed, b"hunter2");
+            assert!(!wiped(&ed));
+            assert_eq!(ed.line(), "");
+            feed_all(&mut ed, cancel);
+            assert!(wiped(&ed), "{cancel:?}");
+        }
+        feed_all(&mut ed, b"hunter2");
+        ed.set_secret(false);
+        assert!(wiped(&ed));
+
+        // A full secret line rings the bell like an ordinary one.
+        ed.set_secret(true);
+        let (outs, echo) = feed_all(&mut ed, &[b'x'; MAX_LINE + 3]);
+        assert!(outs.is_empty());
+        assert_eq!(echo, vec![0x07; 3]);
+        let (outs, _) = feed_all(&mut ed, b"\r");
+        assert_eq!(
+            outs,
+            vec![Outcome::Secret(Secret::new(&"x".repeat(MAX_LINE)))]
+        );
+        assert!(wiped(&ed));
     }
 
     fn feed_all(ed: &mut Editor, bytes: &[u8]) -> (Vec<Outcome>, Vec<u8>) {

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use editor::{Editor, Outcome};
 pub use request::{Reply, Request};
+use zeroize::Zeroize;
 
 use crate::init::Event;
 
@@ -148,7 +149,7 @@ impl Consoles {
                 let mut echo = Vec::new();
                 let outcome = lock(&session.editor).feed(byte, &prompt, &mut echo);
                 write_tty(session, &echo);
-                let line = match outcome {
+                let typed = match outcome {
                     None => continue,
                     Some(Outcome::Cancelled) => {
                         if pending.take().is_some() {
@@ -158,11 +159,11 @@ impl Consoles {
                         write_tty(session, self.prompt().as_bytes());
                         continue;
                     }
-                    Some(Outcome::Line(line)) => line,
+                    Some(typed) => typed,
                 };
-                let answer = match pending.take() {
-                    None => self.execute(&line, events),
-                    Some(Pending::Confirm { answers, request }) => {
+                let answer = match (pending.take(), typed) {
+                    (None, Outcome::Line(line)) => self.execute(&line, events),
+                    (Some(Pending::Confirm { answers, request }), Outcome::Line(line)) => {
                         let typed = line.trim();
                         if answers.iter().any(|a| a == typed) {
                             self.send(request.with_confirmation(typed.to_string()), events)
@@ -170,11 +171,14 @@ impl Consoles {
                             Answer::Text("not confirmed: nothing changed\n".into())
                         }
                     }
-                    Some(Pending::Secret {
-                        request,
-                        first: None,
-                    }) => {
-                        if line.is_empty() {
+                    (
+                        Some(Pending::Secret {
+                            request,
+                            first: None,
+                        }),
+                        Outcome::Secret(secret),
+                    ) => {
+                        if secret.as_str().is_empty() {
                             lock(&session.editor).set_secret(false);
                             Answer::Text(
                                 "an empty password is not allowed: nothing changed\n".into(),
@@ -182,21 +186,30 @@ impl Consoles {
                         } else {
                             pending = Some(Pending::Secret {
                                 request,
-                                first: Some(line),
+                                first: Some(secret),
                             });
                             Answer::Text(String::new())
                         }
                     }
-                    Some(Pending::Secret {
-                        request,
-                        first: Some(first),
-                    }) => {
+                    (
+                        Some(Pending::Secret {
+                            request,
+                            first: Some(first),
+                        }),
+                        Outcome::Secret(secret),
+                    ) => {
                         lock(&session.editor).set_secret(false);
-                        if first == line {
-                            self.send(request.with_secret(request::Secret(line)), events)
+                        if first == secret {
+                            self.send(request.with_secret(secret), events)
                         } else {
                             Answer::Text("the passwords differ: nothing changed\n".into())
                         }
+                    }
+                    // The editor is in secret mode exactly while a password is awaited, so a
+                    // line never meets a password question nor a password another question.
+                    _ => {
+                        lock(&session.editor).set_secret(false);
+                        Answer::Text("nothing changed\n".into())
                     }
                 };
                 let mut out = match answer {
@@ -227,6 +240,8 @@ impl Consoles {
                 out.extend_from_slice(prompt.as_bytes());
                 write_tty(session, &out);
             }
+            // The bytes read may be a password's: they do not stay on the stack.
+            buf[..n].zeroize();
         }
     }
 
@@ -293,10 +308,10 @@ enum Pending {
         answers: Vec<String>,
         request: Request,
     },
-    /// A password, typed twice (`first` holds the first entry).
+    /// A password, typed twice (`first` holds the first entry, wiped when dropped).
     Secret {
         request: Request,
-        first: Option<String>,
+        first: Option<request::Secret>,
     },
 }
 

@@ -71,7 +71,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         about: "a new dataset, mounted at /mnt/POOL/NAME",
     },
     CommandHelp { noun: "dataset", usage: "dataset set NAME PROPERTY VALUE ...", about: "change quota (SIZE or none), compression, owner, mode" },
-    CommandHelp { noun: "dataset", usage: "dataset destroy NAME [force]", about: "delete a dataset and its data (asks to confirm)" },
+    CommandHelp { noun: "dataset", usage: "dataset destroy NAME [force]", about: "delete a dataset and its data (asks to confirm; force does not ask)" },
     CommandHelp { noun: "snapshot", usage: "snapshot list [DATASET]", about: "snapshots with creation time and the space each holds" },
     CommandHelp { noun: "snapshot", usage: "snapshot create DATASET@NAME", about: "a read-only snapshot, now" },
     CommandHelp { noun: "snapshot", usage: "snapshot destroy DATASET@NAME", about: "delete a snapshot" },

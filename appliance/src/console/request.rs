@@ -5,6 +5,8 @@
 
 use std::net::Ipv4Addr;
 
+use zeroize::Zeroizing;
+
 use crate::config::sharing::{Encryption, Signing, SmbProtocol};
 use crate::config::{
     ClientSpec, Compression, DatasetName, GroupName, PoolName, Principal, Retention, Schedule,
@@ -180,9 +182,20 @@ pub enum NetworkRequest {
     },
 }
 
-/// A password typed at the console (never echoed), kept only until the engine hashes it.
+/// A password typed at the console (never echoed), kept only until the engine hashes it; its
+/// memory is wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
+pub struct Secret(pub Zeroizing<String>);
+
+impl Secret {
+    pub fn new(password: &str) -> Secret {
+        Secret(Zeroizing::new(password.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -389,7 +389,7 @@ impl Appliance {
                         uid
                     },
                     groups,
-                    nt_hash: nt_hash(&password.0),
+                    nt_hash: nt_hash(password.as_str()),
                 });
                 let gid = new.users.last().map_or(uid, |u| u.gid);
                 self.change_sharing(new)?;
@@ -418,7 +418,7 @@ impl Appliance {
                     });
                 };
                 let mut new = self.config.clone();
-                new.users[index].nt_hash = nt_hash(&password.0);
+                new.users[index].nt_hash = nt_hash(password.as_str());
                 self.change_sharing(new)?;
                 Ok(Reply::Done(format!(
                     "password of {} changed",

@@ -466,7 +466,7 @@ impl Appliance {
             }
             DatasetRequest::Destroy {
                 name,
-                force: _,
+                force,
                 confirmed,
             } => {
                 if !self.config.datasets.iter().any(|d| d.name == name) {
@@ -476,16 +476,8 @@ impl Appliance {
                     ));
                 }
                 self.check_unused(&name)?;
-                if !confirmed {
-                    return Ok(Reply::Confirm {
-                        question: format!(
-                            "Destroying dataset {} deletes all its files and its snapshots. Type its name ({}) to confirm, anything else to cancel:",
-                            name.as_str(),
-                            name.as_str()
-                        ),
-                        answers: vec![name.as_str().to_string()],
-                        request: Box::new(Request::Dataset(DatasetRequest::Destroy { name, force: false, confirmed: false })),
-                    });
+                if let Some(question) = destroy_question(&name, force, confirmed) {
+                    return Ok(question);
                 }
                 storage::dataset_destroy(&self.config, &name)?;
                 let mut new = self.config.clone();
@@ -621,5 +613,75 @@ fn confirm_or_refuse(check: DiskCheck, request: Request) -> Result<Reply, String
             answers,
             request: Box::new(request),
         }),
+    }
+}
+
+/// The question `dataset destroy` asks before deleting, or `None` when the operator has
+/// answered it (`confirmed`) or waived it with `force`.
+fn destroy_question(
+    name: &crate::config::DatasetName,
+    force: bool,
+    confirmed: bool,
+) -> Option<Reply> {
+    if force || confirmed {
+        return None;
+    }
+    Some(Reply::Confirm {
+        question: format!(
+            "Destroying dataset {name} deletes all its files and its snapshots. Type its name \
+             ({name}) to confirm, anything else to cancel:",
+            name = name.as_str()
+        ),
+        answers: vec![name.as_str().to_string()],
+        request: Box::new(Request::Dataset(DatasetRequest::Destroy {
+            name: name.clone(),
+            force: false,
+            confirmed: false,
+        })),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destroy_question;
+    use crate::console::parse::{parse, Parsed};
+    use crate::console::request::DatasetRequest;
+    use crate::console::{Reply, Request};
+
+    /// What the engine answers a parsed `dataset destroy` line with before deleting anything.
+    fn question(request: Request) -> Option<Reply> {
+        match request {
+            Request::Dataset(DatasetRequest::Destroy {
+                name,
+                force,
+                confirmed,
+            }) => destroy_question(&name, force, confirmed),
+            other => panic!("not a dataset destroy: {other:?}"),
+        }
+    }
+
+    fn parsed(line: &str) -> Request {
+        match parse(line) {
+            Ok(Parsed::Request(request)) => request,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn destroy_asks_unless_forced() {
+        let Some(Reply::Confirm {
+            question: asked,
+            answers,
+            request,
+        }) = question(parsed("dataset destroy x"))
+        else {
+            panic!("'dataset destroy x' does not ask");
+        };
+        assert!(asked.contains("Type its name (x)"), "{asked}");
+        assert_eq!(answers, ["x"]);
+        // The answer completes the request, which then goes ahead.
+        assert!(question(request.with_confirmation("x".into())).is_none());
+
+        assert!(question(parsed("dataset destroy x force")).is_none());
     }
 }
