@@ -8,6 +8,7 @@
 //! They need the image from `cargo xtask image` and Debian's `ovmf`; run them with
 //! `cargo xtask test`.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -118,14 +119,34 @@ fn uefi_boot_marks_slot_good_assembles_pool_and_falls_back() {
     assert!(!out.contains("error"), "{out}");
     power_off(&mut guest);
     drop(guest);
+    // The box remembers its pool on the ESP.
+    {
+        let fs = image::disk::open_esp(&uefi.boot_disk).unwrap();
+        let mut text = String::new();
+        fs.root_dir()
+            .open_file("tank/pool")
+            .expect("tank/pool on the ESP")
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.trim_end().ends_with(" tank"), "{text:?}");
+    }
     assert_eq!(
         entries(&uefi.boot_disk),
         vec!["tank-a.conf", "tank-b+3.conf"],
         "slot A's entry lost its counter"
     );
 
-    // Second boot: the pool created in the first assembles; slot A is good already.
-    let mut guest = start(board, &uefi, &disks, "uefi-2");
+    // Second boot, with a disk from another box (its own pool) added: the pool created in the
+    // first assembles, as the one this box remembers; slot A is good already.
+    let foreign = tank_tests::fresh_disks("uefi-foreign", &[1 << 30]);
+    let made = std::process::Command::new("mkfs.btrfs")
+        .args(["-q", "-f", "-L", "other"])
+        .arg(&foreign[0])
+        .status()
+        .expect("mkfs.btrfs (btrfs-progs) runs");
+    assert!(made.success());
+    let with_foreign = [disks[0].clone(), disks[1].clone(), foreign[0].clone()];
+    let mut guest = start(board, &uefi, &with_foreign, "uefi-2");
     guest
         .wait_prompt(BOOT)
         .expect("the prompt on the second boot");
@@ -137,6 +158,12 @@ fn uefi_boot_marks_slot_good_assembles_pool_and_falls_back() {
     assert!(!status.contains("fell back"), "{status}");
     let out = guest.run("dataset list", T).unwrap();
     assert!(out.contains("keep"), "{out}");
+    let log = guest.run("log 400", T).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("'other'") && l.contains("not this box's pool")),
+        "{log}"
+    );
     power_off(&mut guest);
     drop(guest);
 

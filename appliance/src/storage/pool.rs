@@ -98,12 +98,14 @@ impl Candidate {
     }
 }
 
-/// Which pool to assemble: the one asked for by name or UUID, else the only one. With several
-/// on the disks and none asked for, none is chosen: a disk brought from another box must never
-/// take over this one's shares, so the operator names the pool with `pool import`.
+/// Which pool to assemble: the one asked for by name or UUID, else the one this box
+/// remembers, else the only one. With several on the disks and none asked for or remembered,
+/// none is chosen: a disk brought from another box must never take over this one's shares, so
+/// the operator names the pool with `pool import`.
 pub fn choose<'a>(
     candidates: &'a [Candidate],
     wanted: Option<&str>,
+    remembered: Option<uuid::Uuid>,
 ) -> Result<Option<&'a Candidate>, String> {
     if let Some(wanted) = wanted {
         let by_name: Vec<&Candidate> = candidates.iter().filter(|c| c.name == wanted).collect();
@@ -120,6 +122,26 @@ pub fn choose<'a>(
             (None, _) => Err(format!(
                 "several pools are named '{wanted}': {}; name one by its uuid",
                 list_or_none(&by_name.into_iter().cloned().collect::<Vec<_>>())
+            )),
+        };
+    }
+    if let Some(uuid) = remembered {
+        return match candidates.iter().find(|c| c.uuid == uuid) {
+            Some(own) => {
+                for other in candidates.iter().filter(|c| c.uuid != uuid) {
+                    log::warn!(
+                        "pool {} is not this box's pool; it is left alone ('pool import' after \
+                         a 'poweroff' without this box's disks would use it)",
+                        other.describe()
+                    );
+                }
+                Ok(Some(own))
+            }
+            None if candidates.is_empty() => Ok(None),
+            None => Err(format!(
+                "this box's pool (uuid {uuid}) is not on the disks; found {}; none was mounted: \
+                 'pool import NAME' uses one of them instead",
+                list_or_none(candidates)
             )),
         };
     }
@@ -173,10 +195,15 @@ pub fn candidates(found: &[Found]) -> Vec<Candidate> {
 /// pool on these disks.
 pub fn assemble(wait: Duration, wanted: Option<String>) -> Result<Option<Assembled>, String> {
     let deadline = Instant::now() + wait;
+    let mut remembered: Option<Option<uuid::Uuid>> = None;
     loop {
         let found = discover();
         let pools = candidates(&found);
-        let Some(pool) = choose(&pools, wanted.as_deref())?.cloned() else {
+        // Only an ESP remembers the pool; without candidates there is nothing to ask it.
+        if remembered.is_none() && !pools.is_empty() {
+            remembered = Some(crate::system::identity::remembered().map(|id| id.uuid));
+        }
+        let Some(pool) = choose(&pools, wanted.as_deref(), remembered.flatten())?.cloned() else {
             if Instant::now() >= deadline
                 || found.is_empty() && Instant::now() + wait / 2 >= deadline
             {
@@ -217,6 +244,9 @@ pub fn assemble(wait: Duration, wanted: Option<String>) -> Result<Option<Assembl
             .map_err(|e| format!("cannot create {POOL_ROOT}: {e}"))?;
         btrfs::mount_pool(&devices, Path::new(POOL_ROOT), degraded, None, "")
             .map_err(|e| format!("cannot mount pool '{label}': {e}"))?;
+        if remembered.flatten() != Some(fsid) {
+            remember(fsid, &label);
+        }
         return Ok(Some(Assembled {
             name: label,
             uuid: fsid,
@@ -224,6 +254,18 @@ pub fn assemble(wait: Duration, wanted: Option<String>) -> Result<Option<Assembl
             missing: expected.saturating_sub(present),
             devices,
         }));
+    }
+}
+
+/// Remembers the pool as this box's on the ESP; a box without one goes on without.
+pub fn remember(uuid: uuid::Uuid, name: &str) {
+    let id = crate::system::identity::PoolIdentity {
+        uuid,
+        name: name.to_string(),
+    };
+    match crate::system::identity::remember(&id) {
+        Ok(()) => log::info!("pool '{name}' (uuid {uuid}) is this box's pool from now on"),
+        Err(e) => log::info!("pool '{name}' is not remembered: {e}"),
     }
 }
 
@@ -426,6 +468,7 @@ pub fn create(name: &PoolName, disks: &[Found]) -> Result<PoolConfig, String> {
     std::fs::create_dir_all(config_dir())
         .map_err(|e| format!("cannot create {}: {e}", config_dir().display()))?;
     mount_pool_dir(name.as_str())?;
+    remember(fsid, name.as_str());
     Ok(PoolConfig {
         name: name.clone(),
         uuid: *fsid.as_bytes(),
@@ -985,10 +1028,13 @@ mod tests {
     fn several_pools_are_never_guessed() {
         let tank = candidate("tank", 1, &["sda", "sdb"]);
         let other = candidate("other", 2, &["sdc"]);
-        assert_eq!(choose(&[], None), Ok(None));
-        assert_eq!(choose(std::slice::from_ref(&tank), None), Ok(Some(&tank)));
+        assert_eq!(choose(&[], None, None), Ok(None));
+        assert_eq!(
+            choose(std::slice::from_ref(&tank), None, None),
+            Ok(Some(&tank))
+        );
         let both = [other.clone(), tank.clone()];
-        let e = choose(&both, None).unwrap_err();
+        let e = choose(&both, None, None).unwrap_err();
         assert!(
             e.contains("several pools")
                 && e.contains("'other' (sdc;")
@@ -996,23 +1042,40 @@ mod tests {
                 && e.contains("pool import"),
             "{e}"
         );
-        assert_eq!(choose(&both, Some("tank")), Ok(Some(&tank)));
+        assert_eq!(choose(&both, Some("tank"), None), Ok(Some(&tank)));
         assert_eq!(
-            choose(&both, Some(&other.uuid.to_string())),
+            choose(&both, Some(&other.uuid.to_string()), None),
             Ok(Some(&other))
         );
-        let e = choose(&both, Some("backup")).unwrap_err();
+        let e = choose(&both, Some("backup"), None).unwrap_err();
         assert!(
             e.contains("no pool 'backup'") && e.contains("'tank'"),
             "{e}"
         );
         // Two pools of one name (two boxes' "tank"): only the uuid tells them apart.
         let twin = candidate("tank", 3, &["sdd"]);
-        let e = choose(&[tank.clone(), twin.clone()], Some("tank")).unwrap_err();
+        let e = choose(&[tank.clone(), twin.clone()], Some("tank"), None).unwrap_err();
         assert!(e.contains("uuid"), "{e}");
         assert_eq!(
-            choose(&[tank, twin.clone()], Some(&twin.uuid.to_string())),
+            choose(
+                &[tank.clone(), twin.clone()],
+                Some(&twin.uuid.to_string()),
+                None
+            ),
             Ok(Some(&twin))
         );
+        // The pool this box remembers wins over a foreign one; an import still overrides it.
+        assert_eq!(choose(&both, None, Some(tank.uuid)), Ok(Some(&tank)));
+        assert_eq!(
+            choose(&both, Some("other"), Some(tank.uuid)),
+            Ok(Some(&other))
+        );
+        // Its pool gone and another present: still no guess.
+        let e = choose(std::slice::from_ref(&other), None, Some(tank.uuid)).unwrap_err();
+        assert!(
+            e.contains("this box's pool") && e.contains("'other'"),
+            "{e}"
+        );
+        assert_eq!(choose(&[], None, Some(tank.uuid)), Ok(None));
     }
 }

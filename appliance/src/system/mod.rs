@@ -3,6 +3,7 @@
 
 pub mod bootdev;
 pub mod disks;
+pub mod identity;
 pub mod info;
 pub mod mounts;
 pub mod power;

@@ -220,6 +220,17 @@ pub fn boot_ready(pool_ok: bool) {
 
 /// Mounts the ESP, marks the entry and reads the other slot's, unmounts.
 fn settle(status: SlotStatus, pool_ok: bool) -> Result<SlotStatus, String> {
+    with_esp(|root| settle_mounted(status, pool_ok, &root.join("loader/entries")))
+}
+
+/// Runs `f` with the boot device's ESP mounted (one user at a time), then unmounts it. `Err`
+/// when this boot did not come through the image's boot loader or the ESP cannot be mounted.
+pub fn with_esp<T>(f: impl FnOnce(&Path) -> Result<T, String>) -> Result<T, String> {
+    static ESP: Mutex<()> = Mutex::new(());
+    if booted().is_none() {
+        return Err("not booted from Tank's boot loader: there is no ESP".into());
+    }
+    let _one = ESP.lock().unwrap_or_else(|p| p.into_inner());
     let part = wait_for_esp()?;
     let mount = Path::new(ESP_MOUNT);
     std::fs::create_dir_all(mount).map_err(|e| format!("cannot create {ESP_MOUNT}: {e}"))?;
@@ -229,7 +240,7 @@ fn settle(status: SlotStatus, pool_ok: bool) -> Result<SlotStatus, String> {
             part.display()
         )
     })?;
-    let result = settle_mounted(status, pool_ok, &mount.join("loader/entries"));
+    let result = f(mount);
     if let Err(e) = rustix::mount::unmount(mount, rustix::mount::UnmountFlags::empty()) {
         log::warn!("cannot unmount {ESP_MOUNT}: {e}");
     }

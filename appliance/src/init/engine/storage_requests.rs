@@ -355,7 +355,11 @@ impl Appliance {
             PoolRequest::Import(pool) => match self.pool_state {
                 PoolState::Absent | PoolState::Failed => {
                     // A name that matches nothing is refused now, not in a later alert.
-                    storage::choose(&storage::candidates(&storage::discover()), Some(&pool))?;
+                    storage::choose(
+                        &storage::candidates(&storage::discover()),
+                        Some(&pool),
+                        None,
+                    )?;
                     self.start_assembly(Some(pool.clone()));
                     Ok(Reply::Done(format!(
                         "looking for pool '{pool}' on the disks; 'status' shows it once mounted"
