@@ -252,7 +252,9 @@ impl Appliance {
                 confirmations,
             } => {
                 match self.pool_state {
-                    PoolState::Absent => {}
+                    // Failed: e.g. several pools and none chosen. Disks holding any of them
+                    // still need force and the operator's confirmation.
+                    PoolState::Absent | PoolState::Failed => {}
                     PoolState::Mounted { .. } => {
                         return Err(format!(
                             "pool '{}' already exists; Tank serves one pool",
