@@ -257,6 +257,18 @@ pub fn assemble(wait: Duration, wanted: Option<String>) -> Result<Option<Assembl
     }
 }
 
+/// The metadata subvolume and the configuration folder on the mounted pool, made where
+/// missing (a btrfs file system imported that Tank did not make).
+pub fn make_store_dirs() -> Result<(), String> {
+    let meta = Path::new(POOL_ROOT).join(META_SUBVOL);
+    if !meta.exists() {
+        btrfs::create_subvolume(Path::new(POOL_ROOT), META_SUBVOL)
+            .map_err(|e| format!("cannot create the metadata subvolume: {e}"))?;
+    }
+    std::fs::create_dir_all(config_dir())
+        .map_err(|e| format!("cannot create {}: {e}", config_dir().display()))
+}
+
 /// Remembers the pool as this box's on the ESP; a box without one goes on without.
 pub fn remember(uuid: uuid::Uuid, name: &str) {
     let id = crate::system::identity::PoolIdentity {

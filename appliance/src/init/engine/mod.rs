@@ -38,6 +38,8 @@ pub struct Appliance {
     /// The configuration in force (in memory only until a pool holds the store).
     config: Config,
     persistence: Persistence,
+    /// The assembly running was asked for by `pool import`.
+    importing: bool,
     /// Finds and mounts the pool (`storage::assemble`; tests put a fake in its place).
     assemble: fn(std::time::Duration, Option<String>) -> Result<Option<storage::Assembled>, String>,
     pool_state: PoolState,
@@ -111,6 +113,7 @@ impl Appliance {
             alerts: Vec::new(),
             config: Config::default(),
             persistence: Persistence::NoPool,
+            importing: false,
             assemble: storage::assemble,
             pool_state: PoolState::Assembling,
             job: None,

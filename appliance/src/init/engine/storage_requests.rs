@@ -40,7 +40,22 @@ impl Appliance {
         self.alerts
             .retain(|a| !a.starts_with("the pool could not be mounted"));
         self.pool_since = Some(storage::now());
-        match Store::open(crate::storage::config_dir()) {
+        let imported = std::mem::take(&mut self.importing);
+        let opened = match Store::open(crate::storage::config_dir()) {
+            // A pool the operator imported that has no store yet (a btrfs file system Tank did
+            // not make) gets one: the operator chose it for this box.
+            Err(e) if imported && !crate::storage::config_dir().exists() => {
+                log::warn!(
+                    "pool '{}' has no configuration store ({e}); making one",
+                    assembled.name
+                );
+                storage::make_store_dirs().and_then(|()| {
+                    Store::create(crate::storage::config_dir()).map_err(|e| e.to_string())
+                })
+            }
+            other => other.map_err(|e| e.to_string()),
+        };
+        match opened {
             Ok((store, loaded)) => {
                 for w in &loaded.warnings {
                     log::warn!("configuration: {w}");
@@ -70,6 +85,13 @@ impl Appliance {
                 self.persistence = Persistence::Store(store);
             }
             Err(e) => {
+                // Still name the pool in status.
+                if let Ok(name) = crate::config::PoolName::parse(&assembled.name) {
+                    self.config.pool = Some(crate::config::PoolConfig {
+                        name,
+                        uuid: *assembled.uuid.as_bytes(),
+                    });
+                }
                 log::error!("configuration store: {e}; changes are refused until it opens");
                 self.alerts.push(format!(
                     "the configuration store cannot be opened: {e}; changes are refused until it opens"
@@ -362,6 +384,7 @@ impl Appliance {
                         Some(&pool),
                         None,
                     )?;
+                    self.importing = true;
                     self.start_assembly(Some(pool.clone()));
                     Ok(Reply::Done(format!(
                         "looking for pool '{pool}' on the disks; 'status' shows it once mounted"
