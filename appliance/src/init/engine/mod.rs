@@ -20,6 +20,7 @@ use crate::kmod::LoadReport;
 use crate::net::{IfaceSettings, Method, NetSettings, Network};
 use crate::storage::pool as storage;
 use crate::storage::ScrubSummary;
+use crate::supervise;
 use crate::system::power::{self, PowerAction};
 use crate::system::{disks, info};
 
@@ -128,7 +129,21 @@ impl Appliance {
             Event::PoolAssembled(result) => self.pool_assembled(result),
             Event::JobDone(outcome) => self.job_done(outcome),
             Event::Tick => self.tick(),
+            Event::ThreadPanicked {
+                name,
+                message,
+                restarted,
+            } => self.thread_panicked(&name, &message, restarted),
         }
+    }
+
+    /// Tells the operator that a supervised thread panicked (the supervisor has logged and
+    /// counted it, and restarted it or ended it; a job's guard reports the job's end apart).
+    fn thread_panicked(&mut self, name: &str, message: &str, restarted: bool) {
+        let what = if restarted { "restarted" } else { "it ended" };
+        self.consoles.notify(&format!(
+            "*** internal error: thread {name} panicked ({message}); {what}; see 'status' and 'log' ***"
+        ));
     }
 
     fn signal(&mut self, signal: i32) {
@@ -179,28 +194,38 @@ impl Appliance {
         self.network = Some(Network::start(self.net_settings.clone()));
         self.start_rpc();
         let tx = self.sender.clone();
-        let spawned = std::thread::Builder::new()
-            .name("assemble".into())
-            .spawn(move || {
-                let _ = tx.send(Event::PoolAssembled(storage::assemble(
-                    storage::MISSING_MEMBER_WAIT,
-                )));
-            });
+        let spawned = supervise::spawn_job(
+            "assemble",
+            || storage::assemble(storage::MISSING_MEMBER_WAIT),
+            // A panic is a failed assembly: the pool is marked failed with the reason and the
+            // boot slot is not marked good.
+            move |end| {
+                let result =
+                    end.unwrap_or_else(|message| Err(format!("internal error (panic): {message}")));
+                let _ = tx.send(Event::PoolAssembled(result));
+            },
+        );
         if let Err(e) = spawned {
             log::error!("cannot start pool assembly: {e}");
             self.pool_state = PoolState::Failed;
         }
         let tx = self.sender.clone();
-        let _ = std::thread::Builder::new()
-            .name("ticker".into())
-            .spawn(move || loop {
-                // Tick just after each minute starts, so schedules run on their minute.
-                let secs = storage::now();
-                std::thread::sleep(std::time::Duration::from_secs(61 - secs % 60));
-                if tx.send(Event::Tick).is_err() {
-                    return;
+        let spawned =
+            supervise::spawn_supervised("ticker", supervise::Policy::RESTART, move || {
+                loop {
+                    // Tick just after each minute starts, so schedules run on their minute.
+                    let secs = storage::now();
+                    std::thread::sleep(std::time::Duration::from_secs(61 - secs % 60));
+                    if tx.send(Event::Tick).is_err() {
+                        return;
+                    }
                 }
             });
+        if let Err(e) = spawned {
+            log::error!(
+                "cannot start the minute ticker: {e}; scheduled scrubs and snapshots will not run"
+            );
+        }
     }
 
     /// Takes a loaded configuration into force.
@@ -466,6 +491,7 @@ impl Appliance {
             disk_roles: storage::disk_roles(),
             pool: pool_status,
             links: self.links(),
+            internal_errors: supervise::status_line(&supervise::panics()),
             services: vec![
                 ServiceLine {
                     name: "modules",
