@@ -15,6 +15,7 @@ mod nfs;
 mod rpc;
 mod smb;
 mod storage;
+mod supervise;
 mod system;
 #[cfg(test)]
 mod testing;

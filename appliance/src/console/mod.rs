@@ -69,9 +69,11 @@ impl Consoles {
             let session = session.clone();
             let events = events.clone();
             let all = consoles.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("console-{device}"))
-                .spawn(move || crate::init::guarded("console", || all.run(&session, &events)));
+            let spawned = crate::supervise::spawn_supervised(
+                format!("console-{device}"),
+                crate::supervise::Policy::RESTART,
+                move || all.run(&session, &events),
+            );
             if let Err(e) = spawned {
                 log::error!("cannot start the console on {device}: {e}");
             }

@@ -97,6 +97,9 @@ pub fn status(s: &StatusReport) -> String {
             "NOT READY: the kernel's random pool is not initialised; add a hardware RNG (virtio-rng, TPM) or wait"
         }
     ));
+    if let Some(line) = &s.internal_errors {
+        out.push_str(&format!("{line}\n"));
+    }
     out.push_str("disks:\n");
     out.push_str(&indent(&disks(&s.disks, &s.disk_roles)));
     match &s.pool {
@@ -274,4 +277,40 @@ pub fn datasets(list: &[DatasetInfo]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(internal_errors: Option<String>) -> StatusReport {
+        StatusReport {
+            version: "0.1.0",
+            board: "pc-x86_64",
+            kernel: "6.12.0".into(),
+            hostname: "tank".into(),
+            uptime_secs: 60.0,
+            init_started_at: 0.5,
+            prompt_at: Some(0.7),
+            mem_total_kib: 1 << 20,
+            mem_available_kib: 1 << 19,
+            init_rss_kib: 4096,
+            entropy_ready: true,
+            disks: Vec::new(),
+            disk_roles: Vec::new(),
+            pool: None,
+            links: Vec::new(),
+            internal_errors,
+            services: Vec::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn status_shows_internal_errors_only_when_a_thread_panicked() {
+        assert!(!status(&report(None)).contains("internal errors"));
+        let line = "internal errors: 1 (scrub panicked at 12:03 UTC: boom)";
+        let shown = status(&report(Some(line.into())));
+        assert!(shown.lines().any(|l| l == line), "{shown}");
+    }
 }

@@ -497,6 +497,8 @@ pub struct StatusReport {
     pub disk_roles: Vec<(String, String)>,
     pub pool: Option<PoolStatus>,
     pub links: Vec<LinkStatus>,
+    /// The panics of supervised threads since boot, as one line; `None` when there were none.
+    pub internal_errors: Option<String>,
     pub services: Vec<ServiceLine>,
     pub alerts: Vec<String>,
 }

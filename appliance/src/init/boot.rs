@@ -7,9 +7,10 @@
 use std::sync::mpsc;
 
 use super::engine::Appliance;
-use super::{guarded, Event};
+use super::Event;
 use crate::console::Consoles;
 use crate::kmod::{self, LoadReport, Loader, ModDb};
+use crate::supervise::{self, Policy};
 use crate::system::{info, mounts};
 
 /// The host name until the configuration says otherwise.
@@ -69,11 +70,23 @@ pub fn boot() -> Appliance {
     crate::system::power::trap_ctrl_alt_del();
 
     let (tx, rx) = mpsc::channel();
+    install_panic_reporter(tx.clone());
     spawn_signal_thread(tx.clone());
     let consoles = Consoles::start(board.consoles, DEFAULT_HOSTNAME, tx.clone());
     spawn_module_loader(board, tx.clone());
 
     Appliance::new(board, started_at, rx, tx, consoles)
+}
+
+/// Turns every panic of a supervised thread into an event for the engine.
+fn install_panic_reporter(tx: mpsc::Sender<Event>) {
+    supervise::add_reporter(move |p| {
+        let _ = tx.send(Event::ThreadPanicked {
+            name: p.name.clone(),
+            message: p.message.clone(),
+            restarted: p.restarted,
+        });
+    });
 }
 
 fn spawn_signal_thread(tx: mpsc::Sender<Event>) {
@@ -94,15 +107,13 @@ fn spawn_signal_thread(tx: mpsc::Sender<Event>) {
             return;
         }
     };
-    let spawned = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if tx.send(Event::Signal(signal)).is_err() {
-                    return;
-                }
+    let spawned = supervise::spawn_supervised("signals", Policy::RESTART, move || {
+        for signal in signals.forever() {
+            if tx.send(Event::Signal(signal)).is_err() {
+                return;
             }
-        });
+        }
+    });
     if let Err(e) = spawned {
         log::error!("cannot start the signal thread: {e}");
     }
@@ -110,28 +121,40 @@ fn spawn_signal_thread(tx: mpsc::Sender<Event>) {
 
 /// Loads the board's modules, then coldplugs its drivers, then reports.
 fn spawn_module_loader(board: &'static board::Board, tx: mpsc::Sender<Event>) {
-    let spawned = std::thread::Builder::new()
-        .name("modules".into())
-        .spawn(move || {
-            guarded("module loader", || {
-                let mut report = LoadReport::default();
-                match ModDb::load(&kmod::modules_dir()) {
-                    Ok(db) => {
-                        let requests: Vec<&str> = board.boot_modules().collect();
-                        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-                        report = kmod::load_parallel(&db, &requests, cpus.max(2));
-                        if !board.coldplug_modules.is_empty() {
-                            Loader::new(db).coldplug(board.coldplug_modules, &mut report);
-                        }
+    let spawned = supervise::spawn_job(
+        "modules",
+        move || {
+            let mut report = LoadReport::default();
+            match ModDb::load(&kmod::modules_dir()) {
+                Ok(db) => {
+                    let requests: Vec<&str> = board.boot_modules().collect();
+                    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    report = kmod::load_parallel(&db, &requests, cpus.max(2));
+                    if !board.coldplug_modules.is_empty() {
+                        Loader::new(db).coldplug(board.coldplug_modules, &mut report);
                     }
-                    Err(e) => report
-                        .failed
-                        .push(("module database".into(), e.to_string())),
                 }
+                Err(e) => report
+                    .failed
+                    .push(("module database".into(), e.to_string())),
+            }
+            report.finished_at = info::uptime_secs();
+            report
+        },
+        // A panic still reports, so the network and the pool come up with what is loaded.
+        move |end| {
+            let report = end.unwrap_or_else(|message| {
+                let mut report = LoadReport::default();
+                report.failed.push((
+                    "module loader".into(),
+                    format!("internal error (panic): {message}"),
+                ));
                 report.finished_at = info::uptime_secs();
-                let _ = tx.send(Event::ModulesLoaded(report.clone()));
-            })
-        });
+                report
+            });
+            let _ = tx.send(Event::ModulesLoaded(report));
+        },
+    );
     if let Err(e) = spawned {
         log::error!("cannot start the module loader: {e}");
     }
@@ -142,14 +165,15 @@ pub fn spawn_power_button(tx: mpsc::Sender<Event>) -> Vec<String> {
     let devices = crate::system::power::power_button_devices();
     for device in &devices {
         let tx = tx.clone();
-        let device = device.clone();
-        let _ = std::thread::Builder::new()
-            .name("power-button".into())
-            .spawn(move || {
-                crate::system::power::watch_button(&device, || {
-                    let _ = tx.send(Event::PowerButton);
-                })
-            });
+        let watched = device.clone();
+        let spawned = supervise::spawn_supervised("power-button", Policy::RESTART, move || {
+            crate::system::power::watch_button(&watched, || {
+                let _ = tx.send(Event::PowerButton);
+            })
+        });
+        if let Err(e) = spawned {
+            log::error!("cannot watch the power button {}: {e}", device.display());
+        }
     }
     devices.iter().map(|d| d.display().to_string()).collect()
 }

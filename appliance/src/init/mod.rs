@@ -35,6 +35,13 @@ pub enum Event {
     JobDone(JobOutcome),
     /// A minute passed: time to look at schedules.
     Tick,
+    /// A supervised thread panicked (see [`crate::supervise`]): it runs again when
+    /// `restarted`, otherwise it ended (a job's own end event follows from its guard).
+    ThreadPanicked {
+        name: String,
+        message: String,
+        restarted: bool,
+    },
 }
 
 /// The end of a long storage job.
@@ -42,19 +49,6 @@ pub enum JobOutcome {
     /// The scrub's summary and how long it took in seconds.
     Scrub(Result<(crate::storage::ScrubSummary, f64), String>),
     Replace(Result<(), String>),
-}
-
-/// Runs `f`, restarting it after a panic: a bug in one thread must not take PID 1 down.
-pub fn guarded(name: &str, f: impl Fn()) {
-    loop {
-        match std::panic::catch_unwind(AssertUnwindSafe(&f)) {
-            Ok(()) => return,
-            Err(_) => {
-                log::error!("{name}: internal error (panic); restarting it in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-    }
 }
 
 /// The init's entry point. Never returns.

@@ -35,14 +35,16 @@ pub fn arm(
     for (listener, is_sink) in [(sink, true), (source, false)] {
         listener.set_nonblocking(true)?;
         let report = report.clone();
-        std::thread::Builder::new()
-            .name(if is_sink { "diag-sink" } else { "diag-source" }.into())
-            .spawn(move || serve(listener, is_sink, source_bytes, &report))?;
+        crate::supervise::spawn_supervised(
+            if is_sink { "diag-sink" } else { "diag-source" },
+            crate::supervise::Policy::Once,
+            move || serve(&listener, is_sink, source_bytes, &report),
+        )?;
     }
     Ok(())
 }
 
-fn serve(listener: TcpListener, is_sink: bool, bytes: u64, report: &dyn Fn(String)) {
+fn serve(listener: &TcpListener, is_sink: bool, bytes: u64, report: &dyn Fn(String)) {
     let until = Instant::now() + ARMED_FOR;
     // Made before the first client comes, so no transfer waits for it.
     let pattern = (!is_sink).then(Pattern::new);
@@ -54,7 +56,7 @@ fn serve(listener: TcpListener, is_sink: bool, bytes: u64, report: &dyn Fn(Strin
         }
         // Woken as a client connects: a poll sleep would count against the stream's time.
         let mut fds = [rustix::event::PollFd::new(
-            &listener,
+            listener,
             rustix::event::PollFlags::IN,
         )];
         let wait = rustix::time::Timespec {

@@ -43,6 +43,8 @@ use iface::{IfaceCtx, Record};
 use rtnl::Rtnl;
 use settings::{IfaceName, Plan, PlannedMethod};
 
+use crate::supervise::{self, Policy};
+
 /// The network settings of the appliance.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NetSettings {
@@ -579,6 +581,10 @@ fn desired(plan: &Plan, links: &[rtnl::Link]) -> BTreeMap<IfaceName, PlannedMeth
 
 /// Waits (until `deadline`) for stopping workers, then removes what they left configured.
 fn finish(stopping: Vec<Managed>, deadline: Instant) {
+    // Cuts short a restart's backoff, so each worker sees its stop flag at once.
+    for handle in stopping.iter().filter_map(|m| m.handle.as_ref()) {
+        handle.thread().unpark();
+    }
     while Instant::now() < deadline
         && stopping
             .iter()
@@ -653,10 +659,9 @@ impl Inner {
             let weak = Arc::downgrade(self);
             let every = self.shared.options.rescan_every;
             let flag = Arc::clone(&stop);
-            match thread::Builder::new()
-                .name("net-scan".to_owned())
-                .spawn(move || scan(weak, flag, every))
-            {
+            match supervise::spawn_supervised("net-scan", Policy::RESTART, move || {
+                scan(weak.clone(), Arc::clone(&flag), every)
+            }) {
                 Ok(handle) => control.scanner = Some((stop, handle)),
                 Err(e) => log::warn!("net: cannot start the NIC scanner: {e}"),
             }
@@ -683,9 +688,14 @@ impl Inner {
         log::info!("net: {name}: configuring ({what})");
         let worker_ctx = ctx.clone();
         let worker_method = method.clone();
-        let handle = thread::Builder::new()
-            .name(format!("net-{name}"))
-            .spawn(move || iface::run(worker_ctx, worker_method));
+        // DHCP (or a static address) runs again after a panic, unless the interface was
+        // stopped meanwhile.
+        let handle =
+            supervise::spawn_supervised(format!("net-{name}"), Policy::RESTART, move || {
+                if !worker_ctx.stopped() {
+                    iface::run(worker_ctx.clone(), worker_method.clone());
+                }
+            });
         let handle = match handle {
             Ok(handle) => Some(handle),
             Err(e) => {

@@ -176,18 +176,12 @@ impl Upcalls {
         let table = upcalls.table.clone();
         let stop = upcalls.stop.clone();
         let counters = upcalls.counters.clone();
-        let channels = std::sync::Mutex::new(channels);
-        std::thread::Builder::new()
-            .name("nfs-upcalls".into())
-            .spawn(move || {
-                crate::init::guarded("nfs export cache", || {
-                    let mut channels = match channels.lock() {
-                        Ok(c) => c,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
-                    serve(&mut channels, &table, &stop, &counters)
-                })
-            })?;
+        let mut channels = channels;
+        crate::supervise::spawn_supervised(
+            "nfs-upcalls",
+            crate::supervise::Policy::RESTART,
+            move || serve(&mut channels, &table, &stop, &counters),
+        )?;
         Ok(upcalls)
     }
 

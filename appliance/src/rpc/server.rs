@@ -16,10 +16,10 @@
 //! this `unsafe`-free crate) cannot receive; the appliance has one address per network, and
 //! clients try TCP first.
 //!
-//! Listening loops run under [`crate::init::guarded`], so a panic restarts the loop on the
-//! same socket; a panic while serving one connection closes that connection. [`Server::stop`]
-//! raises the stop flag, shuts the open connections down and joins the listening threads,
-//! which closes the ports.
+//! Listening loops are supervised threads ([`crate::supervise`], [`Policy::RESTART`]), so a
+//! panic restarts the loop on the same socket and is counted in `status`; a panic while
+//! serving one connection closes that connection. [`Server::stop`] raises the stop flag, shuts
+//! the open connections down and joins the listening threads, which closes the ports.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -31,6 +31,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::supervise::{self, Policy};
 
 use super::record::{frame, read_record, RecordError};
 use super::registry::Netid;
@@ -175,11 +177,12 @@ impl Server {
                         timeouts,
                         log: log.clone(),
                     };
-                    let thread_name = name.clone();
-                    std::thread::Builder::new()
-                        .name(name)
-                        .stack_size(THREAD_STACK)
-                        .spawn(move || crate::init::guarded(&thread_name, || tcp.accept_loop()))?
+                    supervise::spawn_supervised_with_stack(
+                        name,
+                        THREAD_STACK,
+                        Policy::RESTART,
+                        move || tcp.accept_loop(),
+                    )?
                 }
                 Bound::Udp(socket) => {
                     let udp = Udp {
@@ -189,11 +192,12 @@ impl Server {
                         service,
                         shared,
                     };
-                    let thread_name = name.clone();
-                    std::thread::Builder::new()
-                        .name(name)
-                        .stack_size(THREAD_STACK)
-                        .spawn(move || crate::init::guarded(&thread_name, || udp.serve()))?
+                    supervise::spawn_supervised_with_stack(
+                        name,
+                        THREAD_STACK,
+                        Policy::RESTART,
+                        move || udp.serve(),
+                    )?
                 }
             };
             self.threads
@@ -227,6 +231,8 @@ impl Server {
             .drain(..)
             .collect();
         for thread in threads {
+            // Cuts short a restart's backoff, so the thread sees the stop flag at once.
+            thread.thread().unpark();
             let _ = thread.join();
         }
         let start = Instant::now();

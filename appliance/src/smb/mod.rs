@@ -154,18 +154,17 @@ impl SmbService {
                 comment: startup.server_string.clone(),
                 version: (6, 1),
             };
-            let genl = Mutex::new(genl);
-            std::thread::Builder::new()
-                .name("smb-daemon".into())
-                .spawn(move || {
-                    crate::init::guarded("smb daemon", || {
-                        // Pipe state does not survive a restart of the thread: clients reopen.
-                        let mut pipes = dcerpc::Pipes::default();
-                        let mut genl = lock(&genl);
-                        serve(&mut genl, &shared, &stop, &mut pipes, &server)
-                    })
-                })
-                .map_err(|e| format!("cannot start the SMB daemon thread: {e}"))?
+            let mut genl = genl;
+            crate::supervise::spawn_supervised(
+                "smb-daemon",
+                crate::supervise::Policy::RESTART,
+                move || {
+                    // Pipe state does not survive a restart of the thread: clients reopen.
+                    let mut pipes = dcerpc::Pipes::default();
+                    serve(&mut genl, &shared, &stop, &mut pipes, &server)
+                },
+            )
+            .map_err(|e| format!("cannot start the SMB daemon thread: {e}"))?
         };
         log::info!(
             "smb: server started as {} in {}: SMB {} to 3.1.1, signing {}, encryption {}",
@@ -208,6 +207,8 @@ impl SmbService {
         self.stop.store(true, Ordering::Relaxed);
         kill_server();
         if let Some(thread) = self.thread.take() {
+            // Cuts short a restart's backoff, so the thread sees the stop flag at once.
+            thread.thread().unpark();
             let _ = thread.join();
         }
         log::info!("smb: server stopped");

@@ -196,25 +196,29 @@ pub fn boot_ready(pool_ok: bool) {
     let Some(status) = booted().clone() else {
         return;
     };
-    let spawned = std::thread::Builder::new()
-        .name("slot".into())
-        .spawn(move || {
-            let result = settle(status.clone(), pool_ok);
-            let status = match result {
-                Ok(s) => s,
-                Err(e) => {
-                    log::error!("boot slot: {e}");
-                    SlotStatus {
-                        mark: Mark::NotMarked(e),
-                        ..status
-                    }
-                }
-            };
+    let fallback = status.clone();
+    let spawned = crate::supervise::spawn_job(
+        "slot",
+        move || settle(status.clone(), pool_ok).unwrap_or_else(|e| not_marked(status, e)),
+        move |end| {
+            let status = end.unwrap_or_else(|message| {
+                not_marked(fallback, format!("internal error (panic): {message}"))
+            });
             log::info!("boot: {}", status.line());
             *STATUS.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
-        });
+        },
+    );
     if let Err(e) = spawned {
         log::error!("cannot start the boot slot check: {e}");
+    }
+}
+
+/// `status` with the reason its slot was not marked, logged.
+fn not_marked(status: SlotStatus, why: String) -> SlotStatus {
+    log::error!("boot slot: {why}");
+    SlotStatus {
+        mark: Mark::NotMarked(why),
+        ..status
     }
 }
 

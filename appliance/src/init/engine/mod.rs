@@ -20,6 +20,7 @@ use crate::kmod::LoadReport;
 use crate::net::{IfaceSettings, Method, NetSettings, Network};
 use crate::storage::pool as storage;
 use crate::storage::ScrubSummary;
+use crate::supervise;
 use crate::system::power::{self, PowerAction};
 use crate::system::{disks, info};
 
@@ -145,6 +146,11 @@ impl Appliance {
             Event::PoolAssembled(result) => self.pool_assembled(result),
             Event::JobDone(outcome) => self.job_done(outcome),
             Event::Tick => self.tick(),
+            Event::ThreadPanicked {
+                name,
+                message,
+                restarted,
+            } => self.thread_panicked(&name, &message, restarted),
         }
     }
 
@@ -154,18 +160,30 @@ impl Appliance {
         self.pool_state = PoolState::Assembling;
         let assemble = self.assemble;
         let tx = self.sender.clone();
-        let spawned = std::thread::Builder::new()
-            .name("assemble".into())
-            .spawn(move || {
-                let _ = tx.send(Event::PoolAssembled(assemble(
-                    storage::MISSING_MEMBER_WAIT,
-                    wanted,
-                )));
-            });
+        let spawned = supervise::spawn_job(
+            "assemble",
+            move || assemble(storage::MISSING_MEMBER_WAIT, wanted),
+            // A panic is a failed assembly: the pool is marked failed with the reason and the
+            // boot slot is not marked good.
+            move |end| {
+                let result =
+                    end.unwrap_or_else(|message| Err(format!("internal error (panic): {message}")));
+                let _ = tx.send(Event::PoolAssembled(result));
+            },
+        );
         if let Err(e) = spawned {
             log::error!("cannot start pool assembly: {e}");
             self.pool_state = PoolState::Failed;
         }
+    }
+
+    /// Tells the operator that a supervised thread panicked (the supervisor has logged and
+    /// counted it, and restarted it or ended it; a job's guard reports the job's end apart).
+    fn thread_panicked(&mut self, name: &str, message: &str, restarted: bool) {
+        let what = if restarted { "restarted" } else { "it ended" };
+        self.consoles.notify(&format!(
+            "*** internal error: thread {name} panicked ({message}); {what}; see 'status' and 'log' ***"
+        ));
     }
 
     fn signal(&mut self, signal: i32) {
@@ -217,16 +235,22 @@ impl Appliance {
         self.start_rpc();
         self.start_assembly(None);
         let tx = self.sender.clone();
-        let _ = std::thread::Builder::new()
-            .name("ticker".into())
-            .spawn(move || loop {
-                // Tick just after each minute starts, so schedules run on their minute.
-                let secs = storage::now();
-                std::thread::sleep(std::time::Duration::from_secs(61 - secs % 60));
-                if tx.send(Event::Tick).is_err() {
-                    return;
+        let spawned =
+            supervise::spawn_supervised("ticker", supervise::Policy::RESTART, move || {
+                loop {
+                    // Tick just after each minute starts, so schedules run on their minute.
+                    let secs = storage::now();
+                    std::thread::sleep(std::time::Duration::from_secs(61 - secs % 60));
+                    if tx.send(Event::Tick).is_err() {
+                        return;
+                    }
                 }
             });
+        if let Err(e) = spawned {
+            log::error!(
+                "cannot start the minute ticker: {e}; scheduled scrubs and snapshots will not run"
+            );
+        }
     }
 
     /// Takes a loaded configuration into force.
@@ -508,6 +532,7 @@ impl Appliance {
             disk_roles: storage::disk_roles(),
             pool: pool_status,
             links: self.links(),
+            internal_errors: supervise::status_line(&supervise::panics()),
             services: vec![
                 ServiceLine {
                     name: "modules",

@@ -193,11 +193,15 @@ impl Appliance {
         }
     }
 
+    /// Starts a long storage job in the pool-job slot. `work` reports progress lines and
+    /// returns the outcome; if it panics, `failed` turns the panic's message into the
+    /// outcome, so the job's end is reported (and the slot freed) either way.
     pub(super) fn start_job(
         &mut self,
         name: &str,
         first: String,
         work: impl FnOnce(&(dyn Fn(String) + Sync)) -> JobOutcome + Send + 'static,
+        failed: fn(String) -> JobOutcome,
     ) -> Result<(), String> {
         if let Some(job) = &self.job {
             let running = job.lock().map(|j| j.clone()).unwrap_or_default();
@@ -208,28 +212,36 @@ impl Appliance {
         let progress = Arc::new(std::sync::Mutex::new(first));
         self.job = Some(progress.clone());
         let tx = self.sender.clone();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
+        crate::supervise::spawn_job(
+            name,
+            move || {
                 let report = |line: String| {
                     if let Ok(mut p) = progress.lock() {
                         *p = line;
                     }
                 };
-                let outcome = work(&report);
+                work(&report)
+            },
+            move |end| {
+                let outcome = end
+                    .unwrap_or_else(|message| failed(format!("internal error (panic): {message}")));
                 let _ = tx.send(Event::JobDone(outcome));
-            })
-            .map(|_| ())
-            .map_err(|e| {
-                self.job = None;
-                format!("cannot start {name}: {e}")
-            })
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| {
+            self.job = None;
+            format!("cannot start {name}: {e}")
+        })
     }
 
     pub(super) fn start_scrub(&mut self) -> Result<(), String> {
-        self.start_job("scrub", "scrub starting".into(), |progress| {
-            JobOutcome::Scrub(storage::scrub(progress))
-        })
+        self.start_job(
+            "scrub",
+            "scrub starting".into(),
+            |progress| JobOutcome::Scrub(storage::scrub(progress)),
+            |e| JobOutcome::Scrub(Err(e)),
+        )
     }
 
     pub(super) fn job_line(&self) -> Option<String> {
@@ -370,6 +382,7 @@ impl Appliance {
                     move |progress| {
                         JobOutcome::Replace(storage::replace_and_remirror(devid, &target, progress))
                     },
+                    |e| JobOutcome::Replace(Err(e)),
                 )?;
                 Ok(Reply::Done(format!(
                     "replacing devid {devid} with {}; 'pool status' shows the progress",
@@ -712,5 +725,83 @@ mod tests {
         assert!(question(request.with_confirmation("x".into())).is_none());
 
         assert!(question(parsed("dataset destroy x force")).is_none());
+    }
+}
+
+#[cfg(test)]
+mod job_tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::console::Consoles;
+
+    fn appliance() -> Appliance {
+        let (tx, rx) = mpsc::channel();
+        let consoles = Consoles::start(&[], "tank", tx.clone());
+        Appliance::new(board::default_board(), 0.0, rx, tx, consoles)
+    }
+
+    /// Handles events until a job's end has been handled.
+    fn handle_until_job_done(app: &mut Appliance) {
+        loop {
+            match app.events.recv_timeout(Duration::from_secs(10)) {
+                Ok(event @ Event::JobDone(_)) => return app.handle(event),
+                Ok(other) => app.handle(other),
+                Err(_) => panic!("the job's end was never reported; the job slot stays taken"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_pool_job_whose_worker_panics_frees_the_slot_for_the_next_scrub() {
+        let mut app = appliance();
+        let (go, wait) = mpsc::channel::<()>();
+        app.start_job(
+            "scrub",
+            "scrub starting".into(),
+            move |_| {
+                let _ = wait.recv();
+                panic!("scrub worker bug");
+            },
+            |e| JobOutcome::Scrub(Err(e)),
+        )
+        .unwrap();
+        let refused = app
+            .start_job(
+                "scrub",
+                "scrub starting".into(),
+                |_| JobOutcome::Scrub(Err("not run".into())),
+                |e| JobOutcome::Scrub(Err(e)),
+            )
+            .unwrap_err();
+        assert!(
+            refused.starts_with("another pool job is running (scrub starting)"),
+            "{refused}"
+        );
+        go.send(()).unwrap();
+        handle_until_job_done(&mut app);
+        assert_eq!(app.job_line(), None);
+        assert!(
+            app.alerts
+                .iter()
+                .any(|a| a == "scrub failed: internal error (panic): scrub worker bug"),
+            "{:?}",
+            app.alerts
+        );
+        let line = crate::supervise::status_line(&crate::supervise::panics()).unwrap();
+        assert!(line.contains("scrub panicked"), "{line}");
+        app.start_job(
+            "scrub",
+            "scrub starting".into(),
+            |_| JobOutcome::Scrub(Err("second scrub ran".into())),
+            |e| JobOutcome::Scrub(Err(e)),
+        )
+        .unwrap();
+        handle_until_job_done(&mut app);
+        assert!(app
+            .alerts
+            .iter()
+            .any(|a| a == "scrub failed: second scrub ran"));
     }
 }
