@@ -204,7 +204,9 @@ fn the_shipped_ksmbd_has_the_layouts_of_the_table() {
         return;
     };
     let module = kernel.modules_dir.join("kernel/fs/smb/server/ksmbd.ko.xz");
-    check(&kernel.vmlinuz, &module, &kernel.release).unwrap();
+    if let Err(e) = check(&kernel.vmlinuz, &module, &kernel.release) {
+        panic!("{e}");
+    }
     // The same module against a table with one member moved fails, naming it.
     let moved: Vec<Member> = layout::tree_connect_request::LAYOUT
         .members
