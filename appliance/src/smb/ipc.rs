@@ -9,12 +9,12 @@
 
 use thiserror::Error;
 
-pub use super::layout::{event, ACCOUNT_LEN, NETBIOS_NAME_LEN, SHARE_NAME_LEN};
+pub use super::layout::{event, ACCOUNT_LEN, SHARE_NAME_LEN};
 use super::layout::{
     login_request, login_response, login_response_ext, logout_request, rpc_command,
     share_config_request, share_config_response, spnego_authen_request, spnego_authen_response,
     startup_request, tree_connect_request, tree_connect_response, tree_disconnect_request,
-    PEER_ADDR_LEN, PROTOCOL_LEN, STARTUP_STRING_LEN,
+    NETBIOS_NAME_LEN, PEER_ADDR_LEN, PROTOCOL_LEN, STARTUP_STRING_LEN,
 };
 
 /// Global flags of the startup request.
