@@ -1,8 +1,9 @@
 //! The top-level image build: kernel, module closure, initramfs, command line and manifest.
 //!
 //! [`build`] fetches the kernel package ([`crate::kernel`]), computes the board's module closure
-//! ([`crate::modules`]), assembles the initramfs with [`crate::cpio`], compresses it with zstd
-//! (single-threaded, so the bytes are reproducible) and writes the output folder:
+//! ([`crate::modules`]), checks that a ksmbd module in it has the message layouts the init is
+//! written for ([`crate::ksmbd`]), assembles the initramfs with [`crate::cpio`], compresses it
+//! with zstd (single-threaded, so the bytes are reproducible) and writes the output folder:
 //!
 //! ```text
 //! out_dir/vmlinuz         the kernel, copied from the package
@@ -32,6 +33,7 @@ use crate::bundle::BundleError;
 use crate::cpio::{Archive, CpioError};
 use crate::disk::DiskError;
 use crate::kernel::{self, FetchError, KernelPackage};
+use crate::ksmbd::LayoutError;
 use crate::modules::{read_module_bytes, Closure, ClosureError, IndexError, ModuleIndex};
 
 /// The zstd level of the initramfs.
@@ -74,6 +76,8 @@ pub enum BuildError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read `{path}`: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    KsmbdLayout(#[from] LayoutError),
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
@@ -187,6 +191,19 @@ pub fn build(req: &BuildRequest) -> Result<Manifest, BuildError> {
                 board: req.board.name.to_owned(),
                 source,
             })?;
+    // The init's SMB daemon speaks ksmbd's netlink layouts: check the module it will talk to.
+    if let Some(ksmbd) = closure
+        .modules
+        .iter()
+        .find(|m| m.name == crate::ksmbd::MODULE)
+    {
+        log::info!("checking ksmbd's message layouts in {}", ksmbd.path);
+        crate::ksmbd::check(
+            &kernel.vmlinuz,
+            &kernel.modules_dir.join(&ksmbd.path),
+            &kernel.release,
+        )?;
+    }
     let init = fs::read(req.init_binary).map_err(|source| BuildError::Init {
         path: req.init_binary.to_owned(),
         source,

@@ -9,6 +9,8 @@
 //!
 //! Code map:
 //! - [`kernel`]: resolve, download and extract Debian's kernel package.
+//! - [`ksmbd`]: check that the kernel's ksmbd module has the message layouts the init's SMB
+//!   daemon is written for (from the module's BTF).
 //! - [`modules`]: read every module's `.modinfo`, index it, compute the closure a board needs and
 //!   write the depmod-format files the init reads.
 //! - [`cpio`]: a deterministic cpio "newc" writer.
@@ -32,6 +34,7 @@ pub mod cpio;
 pub mod disk;
 pub mod esp;
 pub mod kernel;
+pub mod ksmbd;
 pub mod modules;
 
 pub use build::{build, BuildError, BuildRequest, Manifest};

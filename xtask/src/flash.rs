@@ -3,9 +3,10 @@
 //! Before writing, the target is inspected: a partition (not a whole disk), anything mounted
 //! or held (a mount, swap, device-mapper or md holder), and a device smaller than the image are
 //! refused outright. A device that holds anything (a pool member's btrfs superblock, a
-//! partition table, a file system or other signature) is only written when the operator types
-//! its model or serial, read from sysfs (a regular file's name for an image file). A blank
-//! device needs no confirmation. The write shows progress, is synced, the page cache is
+//! partition table, a file system or other signature at its head or its tail, as
+//! [`tank_probe`] finds them for the appliance too; or any byte that is not zero in its first
+//! MiB) is only written when the operator types its model or serial, read from sysfs (a
+//! regular file's name for an image file). A blank device needs no confirmation. The write shows progress, is synced, the page cache is
 //! dropped for the range, and every byte is read back and compared.
 //!
 //! What does not live here: building the image (`image::disk`).
@@ -17,69 +18,58 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use tank_probe::Signature;
 
-/// What the first bytes of a device hold.
+/// What a device holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Contents {
-    /// All zero where signatures live.
+    /// No signature, and all zero in the first MiB.
     Blank,
-    /// A btrfs superblock: a pool member (or another btrfs).
-    PoolMember { label: String },
-    /// Something else, named (e.g. "a GPT partition table", "an ext4 file system").
-    Data(Vec<String>),
+    /// The signatures [`tank_probe`] found, at the head or the tail of the device.
+    Signatures(Vec<Signature>),
+    /// No signature, but bytes that are not zero in the first MiB.
+    Unknown,
+    /// Not read: the device is in use.
+    NotRead,
 }
 
-/// How much of the device is read to look for signatures.
-const PROBE_BYTES: usize = 1 << 20;
-/// The btrfs primary superblock and its magic.
-const BTRFS_SUPER: usize = 64 << 10;
-const BTRFS_MAGIC: &[u8] = b"_BHRfS_M";
-
-/// Recognises what `head` (the first [`PROBE_BYTES`] or fewer of a device) holds.
-pub fn probe(head: &[u8]) -> Contents {
-    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
-    if at(BTRFS_SUPER + 0x40, BTRFS_MAGIC) {
-        let label = head
-            .get(BTRFS_SUPER + 0x12b..BTRFS_SUPER + 0x12b + 256)
-            .map(|l| {
-                String::from_utf8_lossy(&l[..l.iter().position(|&b| b == 0).unwrap_or(l.len())])
-                    .into_owned()
-            })
-            .unwrap_or_default();
-        return Contents::PoolMember { label };
-    }
-    let mut found = Vec::new();
-    let checks: &[(usize, &[u8], &str)] = &[
-        (512, b"EFI PART", "a GPT partition table"),
-        (4096, b"EFI PART", "a GPT partition table (4 KiB sectors)"),
-        (1024 + 0x38, &[0x53, 0xef], "an ext2/3/4 file system"),
-        (0, b"XFSB", "an XFS file system"),
-        (0x52, b"FAT32   ", "a FAT32 file system"),
-        (0x36, b"FAT1", "a FAT12/16 file system"),
-        (0, b"LUKS\xba\xbe", "a LUKS encrypted volume"),
-        (512 + 24, b"LVM2 001", "an LVM physical volume"),
-        (4096, &[0xfc, 0x4e, 0x2b, 0xa9], "an md RAID member"),
-        (4086, b"SWAPSPACE2", "swap space"),
-        (0x8001, b"CD001", "an ISO 9660 image"),
-        (3, b"NTFS    ", "an NTFS file system"),
-        (0x10040, b"ReIsEr", "a ReiserFS file system"),
-    ];
-    for (off, magic, what) in checks {
-        if at(*off, magic) && !found.iter().any(|f: &String| f == what) {
-            found.push(what.to_string());
+impl Contents {
+    /// The contents in words, for the operator.
+    fn describe(&self) -> String {
+        match self {
+            Self::Blank => "nothing".into(),
+            Self::Signatures(sigs) => sigs
+                .iter()
+                .map(|sig| match sig {
+                    Signature::Btrfs { .. } => format!("{sig} (a Tank pool member?)"),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Self::Unknown => "data of an unknown kind".into(),
+            Self::NotRead => "data in use".into(),
         }
     }
-    if found.is_empty() && at(510, &[0x55, 0xaa]) {
-        found.push("an MBR partition table or boot sector".into());
+}
+
+/// How much of the head is checked for bytes that are not zero when no signature is found.
+const HEAD_BYTES: u64 = 1 << 20;
+
+/// What `dev` holds: every signature the probe the appliance also uses finds (it reads the
+/// head and the tail); failing that, any byte that is not zero in the first MiB.
+pub fn probe<D: Read + Seek>(dev: &mut D) -> io::Result<Contents> {
+    let sigs = tank_probe::probe(dev)?;
+    if !sigs.is_empty() {
+        return Ok(Contents::Signatures(sigs));
     }
-    if found.is_empty() && head.iter().any(|&b| b != 0) {
-        found.push("data of an unknown kind".into());
-    }
-    if found.is_empty() {
-        Contents::Blank
+    dev.seek(SeekFrom::Start(0))?;
+    let mut head = Vec::new();
+    dev.take(HEAD_BYTES).read_to_end(&mut head)?;
+    Ok(if head.iter().any(|&b| b != 0) {
+        Contents::Unknown
     } else {
-        Contents::Data(found)
-    }
+        Contents::Blank
+    })
 }
 
 /// What `flash` found out about its target.
@@ -121,18 +111,10 @@ pub fn decide(target: &Target, image_len: u64, typed: Option<&str>) -> Decision 
             target.size
         ));
     }
-    let what = match &target.contents {
-        Contents::Blank => return Decision::Write,
-        Contents::PoolMember { label } => format!(
-            "a btrfs file system{} (a Tank pool member?)",
-            if label.is_empty() {
-                String::new()
-            } else {
-                format!(" labelled '{label}'")
-            }
-        ),
-        Contents::Data(kinds) => kinds.join(", "),
-    };
+    if target.contents == Contents::Blank {
+        return Decision::Write;
+    }
+    let what = target.contents.describe();
     let words: Vec<&str> = target
         .confirm_words
         .iter()
@@ -275,13 +257,11 @@ pub fn inspect(path: &Path) -> Result<Target> {
     };
     // A device in use is refused whatever it holds; it is not even read.
     let contents = if busy.is_empty() {
-        let mut head = vec![0u8; PROBE_BYTES.min(size as usize)];
         fs::File::open(path)
-            .and_then(|mut f| f.read_exact(&mut head))
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        probe(&head)
+            .and_then(|mut f| probe(&mut f))
+            .with_context(|| format!("cannot read {}", path.display()))?
     } else {
-        Contents::Data(vec!["data in use".into()])
+        Contents::NotRead
     };
     Ok(Target {
         path: path.to_owned(),
@@ -429,37 +409,41 @@ mod tests {
 
     #[test]
     fn probes_signatures() {
-        let mut head = vec![0u8; PROBE_BYTES];
-        assert_eq!(probe(&head), Contents::Blank);
-        head[BTRFS_SUPER + 0x40..BTRFS_SUPER + 0x48].copy_from_slice(BTRFS_MAGIC);
-        head[BTRFS_SUPER + 0x12b..BTRFS_SUPER + 0x12f].copy_from_slice(b"tank");
+        use std::io::Cursor;
+        let probe_bytes = |img: &[u8]| probe(&mut Cursor::new(img)).unwrap();
+        let mut img = vec![0u8; 2 << 20];
+        assert_eq!(probe_bytes(&img), Contents::Blank);
+        img[(64 << 10) + 0x40..(64 << 10) + 0x48].copy_from_slice(b"_BHRfS_M");
+        img[(64 << 10) + 0x12b..(64 << 10) + 0x12f].copy_from_slice(b"tank");
+        let member = probe_bytes(&img);
         assert_eq!(
-            probe(&head),
-            Contents::PoolMember {
+            member,
+            Contents::Signatures(vec![Signature::Btrfs {
                 label: "tank".into()
-            }
+            }])
         );
-        let mut head = vec![0u8; PROBE_BYTES];
-        head[1024 + 0x38] = 0x53;
-        head[1024 + 0x39] = 0xef;
         assert_eq!(
-            probe(&head),
-            Contents::Data(vec!["an ext2/3/4 file system".into()])
+            member.describe(),
+            "a btrfs file system labelled 'tank' (a Tank pool member?)"
         );
-        let mut head = vec![0u8; 8192];
-        head[510] = 0x55;
-        head[511] = 0xaa;
-        head[512..520].copy_from_slice(b"EFI PART");
-        assert_eq!(
-            probe(&head),
-            Contents::Data(vec!["a GPT partition table".into()])
-        );
-        let mut head = vec![0u8; 4096];
-        head[100] = 1;
-        assert_eq!(
-            probe(&head),
-            Contents::Data(vec!["data of an unknown kind".into()])
-        );
+        // A GPT disk: protective MBR, primary header, backup header in the last LBA.
+        let mut img = vec![0u8; 2 << 20];
+        img[510] = 0x55;
+        img[511] = 0xaa;
+        img[446 + 4] = 0xee;
+        img[512..520].copy_from_slice(b"EFI PART");
+        let n = img.len();
+        img[n - 512..n - 504].copy_from_slice(b"EFI PART");
+        assert_eq!(probe_bytes(&img).describe(), "a GPT partition table");
+        // Bytes that no probe recognises, in the first MiB; past it, nothing is looked at
+        // but the signatures.
+        let mut img = vec![0u8; 2 << 20];
+        img[100] = 1;
+        assert_eq!(probe_bytes(&img), Contents::Unknown);
+        assert_eq!(probe_bytes(&img).describe(), "data of an unknown kind");
+        img[100] = 0;
+        img[(1 << 20) + 100] = 1;
+        assert_eq!(probe_bytes(&img), Contents::Blank);
         // Short or random input never panics.
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for len in [0usize, 1, 511, 512, 4097, 70000] {
@@ -470,7 +454,7 @@ mod tests {
                 state ^= state << 17;
                 *b = state as u8;
             }
-            let _ = probe(&h);
+            let _ = probe_bytes(&h);
         }
     }
 
@@ -478,9 +462,9 @@ mod tests {
     fn refusals_and_confirmation() {
         let blank = file_target(Contents::Blank);
         assert_eq!(decide(&blank, 100, None), Decision::Write);
-        let member = file_target(Contents::PoolMember {
+        let member = file_target(Contents::Signatures(vec![Signature::Btrfs {
             label: "tank".into(),
-        });
+        }]));
         match decide(&member, 100, None) {
             Decision::Ask(q) => assert!(
                 q.contains("labelled 'tank'") && q.contains("file name"),
@@ -493,7 +477,9 @@ mod tests {
             Decision::Refuse(why) => assert!(why.contains("'yes' is neither 'stick.img'"), "{why}"),
             other => panic!("{other:?}"),
         }
-        let mut disk = file_target(Contents::Data(vec!["a GPT partition table".into()]));
+        let mut disk = file_target(Contents::Signatures(vec![Signature::GptPartitionTable {
+            primary: true,
+        }]));
         disk.is_block = true;
         disk.size = 64 << 20;
         disk.confirm_words = vec!["QEMU HARDDISK".into(), "TANK-SDA".into()];
@@ -519,6 +505,49 @@ mod tests {
         anonymous.confirm_words = vec![String::new(), String::new()];
         assert!(
             matches!(decide(&anonymous, 100, Some("")), Decision::Refuse(w) if w.contains("no model or serial"))
+        );
+    }
+
+    /// Every signature the shared probe knows, alone on a sparse disk image at its head or
+    /// its tail (a backup GPT in the last LBA, md 0.90 and 1.0 superblocks, ZFS labels L2/L3
+    /// only), is named to the operator and written only with the confirmation word.
+    #[test]
+    fn refuses_every_sample_disk() {
+        let dir = std::env::temp_dir().join(format!("tank-flash-samples-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let (mut written, mut unnamed) = (Vec::new(), Vec::new());
+        for sample in tank_probe::samples::all() {
+            let path = dir.join(format!("{}.img", sample.name));
+            sample.write_sparse(&path).unwrap();
+            let target = inspect(&path).unwrap();
+            match decide(&target, 1 << 20, None) {
+                Decision::Ask(q) if q.contains(&sample.expect.to_string()) => {}
+                Decision::Ask(q) => unnamed.push(format!("{}: {q}", sample.name)),
+                other => written.push(format!("{}: {other:?}", sample.name)),
+            }
+            let word = format!("{}.img", sample.name);
+            if !written
+                .iter()
+                .any(|w| w.starts_with(&format!("{}:", sample.name)))
+            {
+                assert!(
+                    matches!(decide(&target, 1 << 20, Some("yes")), Decision::Refuse(_)),
+                    "{}",
+                    sample.name
+                );
+                assert_eq!(decide(&target, 1 << 20, Some(&word)), Decision::Write);
+            }
+            fs::remove_file(&path).unwrap();
+        }
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            written.is_empty(),
+            "written without a question: {written:#?}"
+        );
+        assert!(
+            unnamed.is_empty(),
+            "asked without naming the signature: {unnamed:#?}"
         );
     }
 

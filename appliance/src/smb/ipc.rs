@@ -1,32 +1,21 @@
 //! The ksmbd IPC messages (`fs/smb/server/ksmbd_netlink.h` of the shipped 6.12 kernel): fixed
 //! C structures carried as one generic netlink attribute each. Requests from the kernel are
 //! decoded with every length checked; replies are encoded to the exact sizes the kernel
-//! checks. The layouts are pinned by tests that compare sizes and offsets with the header.
+//! checks. Every size and offset comes from [`super::layout`], the table the image build
+//! checks against the shipped module's BTF.
 //!
 //! What does not live here: the netlink framing ([`super::genl`]) and what the answers say
 //! ([`super::policy`]).
 
 use thiserror::Error;
 
-/// Event numbers (`enum ksmbd_event`); a reply is its request's number plus one.
-pub mod event {
-    pub const HEARTBEAT_REQUEST: u16 = 1;
-    pub const STARTING_UP: u16 = 2;
-    pub const LOGIN_REQUEST: u16 = 4;
-    pub const LOGIN_RESPONSE: u16 = 5;
-    pub const SHARE_CONFIG_REQUEST: u16 = 6;
-    pub const SHARE_CONFIG_RESPONSE: u16 = 7;
-    pub const TREE_CONNECT_REQUEST: u16 = 8;
-    pub const TREE_CONNECT_RESPONSE: u16 = 9;
-    pub const TREE_DISCONNECT_REQUEST: u16 = 10;
-    pub const LOGOUT_REQUEST: u16 = 11;
-    pub const RPC_REQUEST: u16 = 12;
-    pub const RPC_RESPONSE: u16 = 13;
-    pub const SPNEGO_AUTHEN_REQUEST: u16 = 14;
-    pub const SPNEGO_AUTHEN_RESPONSE: u16 = 15;
-    pub const LOGIN_REQUEST_EXT: u16 = 16;
-    pub const LOGIN_RESPONSE_EXT: u16 = 17;
-}
+pub use super::layout::{event, ACCOUNT_LEN, SHARE_NAME_LEN};
+use super::layout::{
+    login_request, login_response, login_response_ext, logout_request, rpc_command,
+    share_config_request, share_config_response, spnego_authen_request, spnego_authen_response,
+    startup_request, tree_connect_request, tree_connect_response, tree_disconnect_request,
+    NETBIOS_NAME_LEN, PEER_ADDR_LEN, PROTOCOL_LEN, STARTUP_STRING_LEN,
+};
 
 /// Global flags of the startup request.
 pub mod global {
@@ -60,32 +49,13 @@ pub mod share {
 
 /// Tree connect statuses and connection flags.
 pub mod tree {
-    pub const OK: u16 = 0;
-    pub const NO_SHARE: u16 = 2;
-    pub const INVALID_USER: u16 = 4;
-    pub const HOST_DENIED: u16 = 5;
+    pub use super::super::layout::tree_status::{HOST_DENIED, INVALID_USER, NO_SHARE, OK};
 
     pub const GUEST_ACCOUNT: u16 = 1 << 0;
     pub const READ_ONLY: u16 = 1 << 1;
     pub const WRITABLE: u16 = 1 << 2;
     pub const UPDATE: u16 = 1 << 4;
 }
-
-pub const ACCOUNT_LEN: usize = 48;
-pub const SHARE_NAME_LEN: usize = 64;
-
-pub const STARTUP_SIZE: usize = 744;
-pub const LOGIN_REQUEST_SIZE: usize = 116;
-pub const LOGIN_RESPONSE_SIZE: usize = 148;
-pub const LOGIN_RESPONSE_EXT_SIZE: usize = 136;
-pub const SHARE_CONFIG_REQUEST_SIZE: usize = 132;
-pub const SHARE_CONFIG_RESPONSE_SIZE: usize = 536;
-pub const TREE_CONNECT_REQUEST_SIZE: usize = 264;
-pub const TREE_CONNECT_RESPONSE_SIZE: usize = 72;
-pub const TREE_DISCONNECT_REQUEST_SIZE: usize = 80;
-pub const LOGOUT_REQUEST_SIZE: usize = 116;
-pub const RPC_HEADER_SIZE: usize = 12;
-pub const SPNEGO_RESPONSE_SIZE: usize = 156;
 
 /// Why a message from the kernel was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -211,67 +181,73 @@ pub fn decode(event: u16, body: &[u8]) -> Result<Request, IpcError> {
     match event {
         HEARTBEAT_REQUEST => Ok(Request::Heartbeat),
         LOGIN_REQUEST | LOGIN_REQUEST_EXT => {
-            need(event, body, LOGIN_REQUEST_SIZE)?;
+            need(event, body, login_request::SIZE)?;
             Ok(Request::Login {
-                handle: u32_at(body, 0),
-                account: string_at(body, 4, ACCOUNT_LEN, event)?,
+                handle: u32_at(body, login_request::HANDLE),
+                account: string_at(body, login_request::ACCOUNT, ACCOUNT_LEN, event)?,
                 ext: event == LOGIN_REQUEST_EXT,
             })
         }
         SHARE_CONFIG_REQUEST => {
-            need(event, body, SHARE_CONFIG_REQUEST_SIZE)?;
+            need(event, body, share_config_request::SIZE)?;
             Ok(Request::ShareConfig {
-                handle: u32_at(body, 0),
-                share: string_at(body, 4, SHARE_NAME_LEN, event)?,
+                handle: u32_at(body, share_config_request::HANDLE),
+                share: string_at(
+                    body,
+                    share_config_request::SHARE_NAME,
+                    SHARE_NAME_LEN,
+                    event,
+                )?,
             })
         }
         TREE_CONNECT_REQUEST => {
-            need(event, body, TREE_CONNECT_REQUEST_SIZE)?;
+            need(event, body, tree_connect_request::SIZE)?;
+            use tree_connect_request as t;
             Ok(Request::TreeConnect {
-                handle: u32_at(body, 0),
-                account_flags: u16_at(body, 4),
-                flags: u16_at(body, 6),
-                session_id: u64_at(body, 8),
-                connect_id: u64_at(body, 16),
-                account: string_at(body, 24, ACCOUNT_LEN, event)?,
-                share: string_at(body, 72, SHARE_NAME_LEN, event)?,
-                peer: string_at(body, 136, 64, event)?,
+                handle: u32_at(body, t::HANDLE),
+                account_flags: u16_at(body, t::ACCOUNT_FLAGS),
+                flags: u16_at(body, t::FLAGS),
+                session_id: u64_at(body, t::SESSION_ID),
+                connect_id: u64_at(body, t::CONNECT_ID),
+                account: string_at(body, t::ACCOUNT, ACCOUNT_LEN, event)?,
+                share: string_at(body, t::SHARE, SHARE_NAME_LEN, event)?,
+                peer: string_at(body, t::PEER_ADDR, PEER_ADDR_LEN, event)?,
             })
         }
         TREE_DISCONNECT_REQUEST => {
-            need(event, body, TREE_DISCONNECT_REQUEST_SIZE)?;
+            need(event, body, tree_disconnect_request::SIZE)?;
             Ok(Request::TreeDisconnect {
-                session_id: u64_at(body, 0),
-                connect_id: u64_at(body, 8),
+                session_id: u64_at(body, tree_disconnect_request::SESSION_ID),
+                connect_id: u64_at(body, tree_disconnect_request::CONNECT_ID),
             })
         }
         LOGOUT_REQUEST => {
-            need(event, body, LOGOUT_REQUEST_SIZE)?;
+            need(event, body, logout_request::SIZE)?;
             Ok(Request::Logout {
-                account: string_at(body, 0, ACCOUNT_LEN, event)?,
-                account_flags: u32_at(body, 48),
+                account: string_at(body, logout_request::ACCOUNT, ACCOUNT_LEN, event)?,
+                account_flags: u32_at(body, logout_request::ACCOUNT_FLAGS),
             })
         }
         RPC_REQUEST => {
-            need(event, body, RPC_HEADER_SIZE)?;
-            let claimed = u32_at(body, 8) as usize;
+            need(event, body, rpc_command::SIZE)?;
+            let claimed = u32_at(body, rpc_command::PAYLOAD_SZ) as usize;
             let payload = body
-                .get(RPC_HEADER_SIZE..RPC_HEADER_SIZE.saturating_add(claimed))
+                .get(rpc_command::SIZE..rpc_command::SIZE.saturating_add(claimed))
                 .ok_or(IpcError::PayloadLength {
                     event,
                     claimed,
-                    len: body.len() - RPC_HEADER_SIZE,
+                    len: body.len() - rpc_command::SIZE,
                 })?;
             Ok(Request::Rpc {
-                handle: u32_at(body, 0),
-                flags: u32_at(body, 4),
+                handle: u32_at(body, rpc_command::HANDLE),
+                flags: u32_at(body, rpc_command::FLAGS),
                 payload: payload.to_vec(),
             })
         }
         SPNEGO_AUTHEN_REQUEST => {
-            need(event, body, 6)?;
+            need(event, body, spnego_authen_request::SPNEGO_BLOB)?;
             Ok(Request::Spnego {
-                handle: u32_at(body, 0),
+                handle: u32_at(body, spnego_authen_request::HANDLE),
             })
         }
         other => Err(IpcError::Unknown(other)),
@@ -303,32 +279,38 @@ pub struct Startup {
 }
 
 pub fn encode_startup(s: &Startup) -> Vec<u8> {
-    let mut b = vec![0u8; STARTUP_SIZE];
-    put_u32(&mut b, 0, s.flags);
-    put_u32(&mut b, 4, s.signing);
-    put_str(&mut b, 8, 16, &s.min_protocol);
-    put_str(&mut b, 24, 16, &s.max_protocol);
-    put_str(&mut b, 40, 16, &s.netbios_name);
-    put_str(&mut b, 56, 64, &s.workgroup);
-    put_str(&mut b, 120, 64, &s.server_string);
-    put_u16(&mut b, 184, s.tcp_port);
-    put_u16(&mut b, 186, s.ipc_timeout_secs);
-    put_u32(&mut b, 188, s.deadtime_mins);
-    put_u32(&mut b, 192, s.file_max);
-    put_u32(&mut b, 196, s.max_write);
-    put_u32(&mut b, 200, s.max_read);
-    put_u32(&mut b, 204, s.max_trans);
+    use startup_request as r;
+    let mut b = vec![0u8; r::SIZE];
+    put_u32(&mut b, r::FLAGS, s.flags);
+    put_u32(&mut b, r::SIGNING, s.signing);
+    put_str(&mut b, r::MIN_PROT, PROTOCOL_LEN, &s.min_protocol);
+    put_str(&mut b, r::MAX_PROT, PROTOCOL_LEN, &s.max_protocol);
+    put_str(&mut b, r::NETBIOS_NAME, NETBIOS_NAME_LEN, &s.netbios_name);
+    put_str(&mut b, r::WORK_GROUP, STARTUP_STRING_LEN, &s.workgroup);
+    put_str(
+        &mut b,
+        r::SERVER_STRING,
+        STARTUP_STRING_LEN,
+        &s.server_string,
+    );
+    put_u16(&mut b, r::TCP_PORT, s.tcp_port);
+    put_u16(&mut b, r::IPC_TIMEOUT, s.ipc_timeout_secs);
+    put_u32(&mut b, r::DEADTIME, s.deadtime_mins);
+    put_u32(&mut b, r::FILE_MAX, s.file_max);
+    put_u32(&mut b, r::SMB2_MAX_WRITE, s.max_write);
+    put_u32(&mut b, r::SMB2_MAX_READ, s.max_read);
+    put_u32(&mut b, r::SMB2_MAX_TRANS, s.max_trans);
     // share_fake_fscaps: report sparse files, as ksmbd-tools does.
-    put_u32(&mut b, 208, 64);
+    put_u32(&mut b, r::SHARE_FAKE_FSCAPS, 64);
     for (i, v) in s.sub_auth.iter().enumerate() {
-        put_u32(&mut b, 212 + 4 * i, *v);
+        put_u32(&mut b, r::SUB_AUTH + 4 * i, *v);
     }
-    put_u32(&mut b, 224, s.max_credits);
-    // smbd_max_io_size (228) stays 0: no RDMA.
-    put_u32(&mut b, 232, s.max_connections);
-    // bind_interfaces_only (236) = 0; max_ip_connections is unaligned at 237.
-    b[237..241].copy_from_slice(&s.max_ip_connections.to_ne_bytes());
-    // ifc_list_sz (740) = 0: listen on every interface.
+    put_u32(&mut b, r::SMB2_MAX_CREDITS, s.max_credits);
+    // smbd_max_io_size stays 0: no RDMA.
+    put_u32(&mut b, r::MAX_CONNECTIONS, s.max_connections);
+    // bind_interfaces_only = 0; max_ip_connections is unaligned (the structure is packed).
+    put_u32(&mut b, r::MAX_IP_CONNECTIONS, s.max_ip_connections);
+    // ifc_list_sz = 0: listen on every interface.
     b
 }
 
@@ -344,25 +326,27 @@ pub struct Login {
 }
 
 pub fn encode_login(l: &Login) -> Vec<u8> {
-    let mut b = vec![0u8; LOGIN_RESPONSE_SIZE];
-    put_u32(&mut b, 0, l.handle);
-    put_u32(&mut b, 4, l.gid);
-    put_u32(&mut b, 8, l.uid);
-    put_str(&mut b, 12, ACCOUNT_LEN, &l.account);
-    put_u16(&mut b, 60, l.status);
+    use login_response as r;
+    let mut b = vec![0u8; r::SIZE];
+    put_u32(&mut b, r::HANDLE, l.handle);
+    put_u32(&mut b, r::GID, l.gid);
+    put_u32(&mut b, r::UID, l.uid);
+    put_str(&mut b, r::ACCOUNT, ACCOUNT_LEN, &l.account);
+    put_u16(&mut b, r::STATUS, l.status);
     if let Some(hash) = &l.hash {
-        put_u16(&mut b, 62, 16);
-        b[64..80].copy_from_slice(hash);
+        put_u16(&mut b, r::HASH_SZ, 16);
+        b[r::HASH..r::HASH + 16].copy_from_slice(hash);
     }
     b
 }
 
 pub fn encode_login_ext(handle: u32, groups: &[u32]) -> Vec<u8> {
-    let mut b = vec![0u8; LOGIN_RESPONSE_EXT_SIZE + 4 * groups.len()];
-    put_u32(&mut b, 0, handle);
-    put_u32(&mut b, 4, u32::try_from(groups.len()).unwrap_or(0));
+    use login_response_ext as r;
+    let mut b = vec![0u8; r::SIZE + 4 * groups.len()];
+    put_u32(&mut b, r::HANDLE, handle);
+    put_u32(&mut b, r::NGROUPS, u32::try_from(groups.len()).unwrap_or(0));
     for (i, gid) in groups.iter().enumerate() {
-        put_u32(&mut b, LOGIN_RESPONSE_EXT_SIZE + 4 * i, *gid);
+        put_u32(&mut b, r::PAYLOAD + 4 * i, *gid);
     }
     b
 }
@@ -405,34 +389,49 @@ pub fn encode_share_config(s: &ShareConfig) -> Vec<u8> {
         // A pipe share carries one NUL, as ksmbd-tools sends it.
         payload.push(0);
     }
-    let mut b = vec![0u8; SHARE_CONFIG_RESPONSE_SIZE];
-    put_u32(&mut b, 0, s.handle);
-    put_u32(&mut b, 4, s.flags);
-    put_u16(&mut b, 8, s.create_mask);
-    put_u16(&mut b, 10, s.directory_mask);
-    // force_create_mode (12) and force_directory_mode (14) stay 0.
-    put_u16(&mut b, 16, s.force_uid);
-    put_u16(&mut b, 18, s.force_gid);
-    put_str(&mut b, 20, SHARE_NAME_LEN, &s.name);
-    put_u32(&mut b, 528, u32::try_from(payload.len()).unwrap_or(0));
-    put_u32(&mut b, 532, u32::try_from(veto_len).unwrap_or(0));
+    use share_config_response as r;
+    let mut b = vec![0u8; r::SIZE];
+    put_u32(&mut b, r::HANDLE, s.handle);
+    put_u32(&mut b, r::FLAGS, s.flags);
+    put_u16(&mut b, r::CREATE_MASK, s.create_mask);
+    put_u16(&mut b, r::DIRECTORY_MASK, s.directory_mask);
+    // force_create_mode and force_directory_mode stay 0.
+    put_u16(&mut b, r::FORCE_UID, s.force_uid);
+    put_u16(&mut b, r::FORCE_GID, s.force_gid);
+    put_str(&mut b, r::SHARE_NAME, SHARE_NAME_LEN, &s.name);
+    put_u32(
+        &mut b,
+        r::PAYLOAD_SZ,
+        u32::try_from(payload.len()).unwrap_or(0),
+    );
+    put_u32(
+        &mut b,
+        r::VETO_LIST_SZ,
+        u32::try_from(veto_len).unwrap_or(0),
+    );
     b.extend_from_slice(&payload);
     b
 }
 
 pub fn encode_tree_connect(handle: u32, status: u16, flags: u16) -> Vec<u8> {
-    let mut b = vec![0u8; TREE_CONNECT_RESPONSE_SIZE];
-    put_u32(&mut b, 0, handle);
-    put_u16(&mut b, 4, status);
-    put_u16(&mut b, 6, flags);
+    use tree_connect_response as r;
+    let mut b = vec![0u8; r::SIZE];
+    put_u32(&mut b, r::HANDLE, handle);
+    put_u16(&mut b, r::STATUS, status);
+    put_u16(&mut b, r::CONNECTION_FLAGS, flags);
     b
 }
 
 pub fn encode_rpc(handle: u32, status: u32, payload: &[u8]) -> Vec<u8> {
-    let mut b = vec![0u8; RPC_HEADER_SIZE];
-    put_u32(&mut b, 0, handle);
-    put_u32(&mut b, 4, status);
-    put_u32(&mut b, 8, u32::try_from(payload.len()).unwrap_or(0));
+    let mut b = vec![0u8; rpc_command::SIZE];
+    put_u32(&mut b, rpc_command::HANDLE, handle);
+    // A response carries the status where a request carries its flags.
+    put_u32(&mut b, rpc_command::FLAGS, status);
+    put_u32(
+        &mut b,
+        rpc_command::PAYLOAD_SZ,
+        u32::try_from(payload.len()).unwrap_or(0),
+    );
     b.extend_from_slice(payload);
     b
 }
@@ -440,9 +439,10 @@ pub fn encode_rpc(handle: u32, status: u32, payload: &[u8]) -> Vec<u8> {
 /// Kerberos is not built into the kernel's ksmbd: answer at once that it failed, so the
 /// client falls back to NTLM without waiting for the 2 s timeout.
 pub fn encode_spnego_refusal(handle: u32) -> Vec<u8> {
-    let mut b = vec![0u8; SPNEGO_RESPONSE_SIZE];
-    put_u32(&mut b, 0, handle);
-    put_u32(&mut b, 4, handle);
+    use spnego_authen_response as r;
+    let mut b = vec![0u8; r::SIZE];
+    put_u32(&mut b, r::HANDLE, handle);
+    put_u32(&mut b, r::LOGIN_RESPONSE + login_response::HANDLE, handle);
     b
 }
 
@@ -458,7 +458,7 @@ pub mod tests {
         share: &str,
         peer: &str,
     ) -> Vec<u8> {
-        let mut b = vec![0u8; TREE_CONNECT_REQUEST_SIZE];
+        let mut b = vec![0u8; tree_connect_request::SIZE];
         put_u32(&mut b, 0, handle);
         put_u16(&mut b, 4, account_flags);
         put_u16(&mut b, 6, 2);
@@ -595,7 +595,7 @@ pub mod tests {
                 peer: "10.0.3.2".into()
             }
         );
-        let mut login = vec![0u8; LOGIN_REQUEST_SIZE];
+        let mut login = vec![0u8; login_request::SIZE];
         put_u32(&mut login, 0, 3);
         put_str(&mut login, 4, ACCOUNT_LEN, "Alice");
         assert_eq!(

@@ -49,7 +49,7 @@ use std::path::{Path, PathBuf};
 pub use balance::{balance_cancel, balance_convert_raid1, balance_status, BalanceStatus};
 pub use mkfs::{mkfs_raid1, random_uuid, EntropyState};
 pub use mount::{mount_pool, mount_snapshot, mount_subvolume, scan_device, unmount};
-pub use probe::{is_blank, probe, probe_with, BtrfsMember, Signature};
+pub use probe::{is_blank, probe, probe_device, BtrfsMember, Signature};
 pub use property::{compression, set_compression, Compression};
 pub use quota::{
     clear_subvolume_limit, enable_simple_quotas, quota_status, quotas_enabled, set_subvolume_limit,
