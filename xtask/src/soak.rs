@@ -1072,10 +1072,15 @@ mod tests {
                 "{p:?}"
             );
         }
-        // Over many cuts every load runs, and the moments spread.
+        // Over many cuts every load runs, alone and in every size of mix, and the moments
+        // spread.
         let many = schedule(7, 200);
         for load in Load::ALL {
             assert!(many.iter().any(|p| p.loads.contains(&load)), "{load:?}");
+            assert!(many.iter().any(|p| p.loads == [load]), "{load:?} alone");
+        }
+        for n in 1..=Load::ALL.len() {
+            assert!(many.iter().any(|p| p.loads.len() == n), "{n} loads");
         }
         let moments: BTreeSet<u128> = many.iter().map(|p| p.cut_after.as_millis()).collect();
         assert!(moments.len() > 150, "{}", moments.len());
