@@ -1,6 +1,7 @@
 //! `cargo xtask soak --power-cuts N`: power cuts under load, and what survives them.
 //!
-//! One run folder, `target/tank-soak/seed-<SEED>/`, holds the appliance's two blank disks.
+//! One run folder, `target/tank-soak/seed-<SEED>/`, holds the appliance's two blank disks
+//! (removed after a soak that lost nothing, kept otherwise).
 //! The soak boots the appliance (with the test client guest on a socket link, as the NFS tests
 //! do), creates the pool, the datasets `vms` (NFS) and `media` (SMB), the user `alice` and a
 //! snapshot task every minute, then N times:
@@ -366,10 +367,18 @@ pub fn run(board: &'static board::Board, options: Options) -> Result<()> {
         t.lost_files,
         started.elapsed().as_secs_f64() / 60.0
     );
-    if !t.losses.is_empty() {
+    if t.losses.is_empty() {
+        // Nothing to look into: the disks go.
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
         for l in &t.losses {
             println!("soak: {l}");
         }
+        println!(
+            "soak: the disks are kept in {}, the console logs in {}",
+            dir.display(),
+            tank_tests::runs_dir().display()
+        );
         bail!(
             "{} of {} power cuts lost data or configuration; repeat with --seed {}",
             options.power_cuts - t.survived,
@@ -682,7 +691,7 @@ impl Soak {
     /// A cut after which the soak cannot go on.
     fn fatal(&mut self, head: &str, what: String) -> Result<bool> {
         println!("{head}: LOST {what}");
-        self.totals.losses.push(what);
+        self.totals.losses.push(format!("{head}: {what}"));
         Ok(false)
     }
 }
