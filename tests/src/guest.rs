@@ -281,6 +281,11 @@ impl Guest {
         }
     }
 
+    /// QEMU's process id, to cut the power from another thread (`kill -KILL`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops QEMU at once (a power cut).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

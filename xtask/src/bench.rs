@@ -121,7 +121,7 @@ fn number_after(text: &str, key: &str) -> Option<f64> {
 
 /// Waits until the appliance has looked for a pool and found none, then creates `tank`
 /// mirrored over the first two disks; returns what `pool create` printed and the members.
-fn create_pool(guest: &mut Guest) -> Result<(String, [String; 2])> {
+pub(crate) fn create_pool(guest: &mut Guest) -> Result<(String, [String; 2])> {
     let t = Duration::from_secs(600);
     guest.run_until("status", Duration::from_secs(120), |s| {
         s.contains("no pool")

@@ -1,8 +1,10 @@
-//! `cargo xtask`: build the Tank image, boot it in QEMU, run the tests, benchmark.
+//! `cargo xtask`: build the Tank image, boot it in QEMU, run the tests, benchmark, soak it
+//! under power cuts.
 
 mod bench;
 mod flash;
 mod prereqs;
+mod soak;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use tank_tests::qemu::{self, Accel, Forward, QemuConfig};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Build, run, test and benchmark the Tank appliance image"
+    about = "Build, run, test, benchmark and soak the Tank appliance image"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -82,6 +84,19 @@ enum Cmd {
         /// The device's model or serial, to confirm without a question.
         #[arg(long)]
         confirm: Option<String>,
+    },
+    /// Power cuts under load: boot the appliance, write and fsync files over NFS and SMB,
+    /// change the configuration, then kill QEMU at a random moment, boot again and check that
+    /// nothing confirmed was lost (files, configuration, `btrfs check`); N times.
+    Soak {
+        /// How many power cuts.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        power_cuts: u32,
+        /// The seed of the cut schedule (default: from the clock; printed to repeat a run).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value = "qemu-x86_64")]
+        board: String,
     },
     /// Install the host packages the tools need (as root) or print the command.
     Prereqs,
@@ -168,9 +183,27 @@ fn real_main() -> Result<()> {
             };
             flash::run(&device, &image, confirm)?
         }
+        Cmd::Soak {
+            power_cuts,
+            seed,
+            board,
+        } => soak::run(
+            find_board(&board)?,
+            soak::Options {
+                power_cuts,
+                seed: seed.unwrap_or_else(clock_seed),
+            },
+        )?,
         Cmd::Prereqs => prereqs::ensure()?,
     }
     Ok(())
+}
+
+/// A seed from the clock, for a soak run without `--seed`.
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs() % 1_000_000)
 }
 
 pub fn root() -> PathBuf {
@@ -473,6 +506,39 @@ mod tests {
             Some((1, 2))
         );
         assert_eq!(super::parse_test_result("running 3 tests"), None);
+    }
+
+    #[test]
+    fn soak_arguments() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            super::Cli::try_parse_from(["cargo xtask", "soak"].iter().chain(args))
+                .map(|c| c.command)
+        };
+        match parse(&["--power-cuts", "20", "--seed", "1234"]) {
+            Ok(super::Cmd::Soak {
+                power_cuts,
+                seed,
+                board,
+            }) => assert_eq!(
+                (power_cuts, seed, board.as_str()),
+                (20, Some(1234), "qemu-x86_64")
+            ),
+            Ok(_) => panic!("not the soak command"),
+            Err(e) => panic!("{e}"),
+        }
+        assert!(matches!(
+            parse(&["--power-cuts", "3"]),
+            Ok(super::Cmd::Soak { seed: None, .. })
+        ));
+        for bad in [
+            &[][..],
+            &["--power-cuts", "0"],
+            &["--power-cuts", "many"],
+            &["--power-cuts", "2", "--seed", "-1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
