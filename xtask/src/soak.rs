@@ -96,6 +96,17 @@ pub struct CutPlan {
     pub seed: u64,
 }
 
+impl CutPlan {
+    /// The plan's loads among `these`.
+    fn loads_of(&self, these: &[Load]) -> Vec<Load> {
+        self.loads
+            .iter()
+            .copied()
+            .filter(|l| these.contains(l))
+            .collect()
+    }
+}
+
 /// The plan of every cycle, from the soak's seed: each load runs with probability 3/5 (at least
 /// one runs), and the cut comes between [`CUT_MIN_MS`] and [`CUT_MAX_MS`] into the load.
 pub fn schedule(seed: u64, cuts: u32) -> Vec<CutPlan> {
@@ -749,12 +760,7 @@ fn write_load(
     ledger: &Mutex<Ledger>,
     cut: &AtomicBool,
 ) -> Result<()> {
-    let kinds: Vec<Load> = plan
-        .loads
-        .iter()
-        .copied()
-        .filter(|l| matches!(l, Load::Nfs | Load::Smb))
-        .collect();
+    let kinds = plan.loads_of(&[Load::Nfs, Load::Smb]);
     if kinds.is_empty() {
         return Ok(());
     }
@@ -810,12 +816,7 @@ fn console_load(
     ledger: &Mutex<Ledger>,
     cut: &AtomicBool,
 ) -> Result<()> {
-    let kinds: Vec<Load> = plan
-        .loads
-        .iter()
-        .copied()
-        .filter(|l| matches!(l, Load::Config | Load::Snapshot))
-        .collect();
+    let kinds = plan.loads_of(&[Load::Config, Load::Snapshot]);
     if kinds.is_empty() {
         return Ok(());
     }

@@ -282,22 +282,24 @@ impl<D: Read + Seek> Reader<'_, D> {
     }
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
+/// Little-endian fields of on-disk structures (the appliance's btrfs superblock parser reads
+/// with these too).
+pub fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
+pub fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn le64(b: &[u8], at: usize) -> u64 {
+pub fn le64(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
 }
 
 /// A NUL-padded string field.
-fn c_string(b: &[u8]) -> String {
+pub fn c_string(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
 }

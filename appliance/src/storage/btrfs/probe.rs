@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use tank_probe::{c_string, le16, le32, le64};
 use uuid::Uuid;
 
 /// One btrfs superblock found on a device: which pool it belongs to and which member it is.
@@ -107,30 +108,10 @@ pub fn probe_device<D: Read + Seek>(dev: &mut D) -> io::Result<Vec<Signature>> {
 pub(crate) const BTRFS_SUPER_OFFSET: u64 = tank_probe::BTRFS_SUPER_OFFSET;
 const BTRFS_SUPER_SIZE: usize = 4096;
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
 fn uuid_at(b: &[u8], at: usize) -> Uuid {
     let mut a = [0u8; 16];
     a.copy_from_slice(&b[at..at + 16]);
     Uuid::from_bytes(a)
-}
-
-/// A NUL-padded string field.
-fn c_string(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// Parses a btrfs superblock (4096 bytes read at 64 KiB).
