@@ -447,14 +447,7 @@ mod tests {
         // Short or random input never panics.
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for len in [0usize, 1, 511, 512, 4097, 70000] {
-            let mut h = vec![0u8; len];
-            for b in &mut h {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *b = state as u8;
-            }
-            let _ = probe_bytes(&h);
+            let _ = probe_bytes(&tank_probe::samples::noise(&mut state, len));
         }
     }
 

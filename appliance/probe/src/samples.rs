@@ -69,6 +69,19 @@ fn one(name: &'static str, at: u64, bytes: &[u8], expect: Signature) -> Sample {
     }
 }
 
+/// Noise for the probes' never-panic tests: `len` bytes from a xorshift generator seeded by
+/// `state` (which it advances).
+pub fn noise(state: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state as u8
+        })
+        .collect()
+}
+
 /// Every sample: each signature the probe knows, alone on a blank disk.
 pub fn all() -> Vec<Sample> {
     let boot_sig = (510u64, vec![0x55, 0xaa]);
