@@ -156,15 +156,10 @@ pub fn sg_io<F: AsFd>(
     let (direction, pointer, len) = match data {
         Data::None => (SG_DXFER_NONE, core::ptr::null_mut(), 0),
         Data::FromDevice(buf) => (SG_DXFER_FROM_DEV, buf.as_mut_ptr().cast(), buf.len()),
-        Data::ToDevice(buf) => (
-            SG_DXFER_TO_DEV,
-            buf.as_ptr().cast_mut().cast(),
-            buf.len(),
-        ),
+        Data::ToDevice(buf) => (SG_DXFER_TO_DEV, buf.as_ptr().cast_mut().cast(), buf.len()),
     };
-    let len = u32::try_from(len).map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, "the data buffer is too large")
-    })?;
+    let len = u32::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the data buffer is too large"))?;
     let mut sense = [0u8; SENSE_LEN];
     let mut hdr = SgIoHdr {
         interface_id: SG_INTERFACE_ID,
@@ -239,9 +234,8 @@ pub fn nvme_admin<F: AsFd>(
     data: &mut [u8],
     timeout_ms: u32,
 ) -> io::Result<AdminResult> {
-    let len = u32::try_from(data.len()).map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, "the data buffer is too large")
-    })?;
+    let len = u32::try_from(data.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the data buffer is too large"))?;
     let mut cmd = NvmePassthruCmd {
         opcode: command.opcode,
         flags: 0,
@@ -301,7 +295,9 @@ mod tests {
     fn a_file_that_is_no_device_is_an_error_not_a_crash() {
         let file = std::fs::File::open("/dev/null").unwrap();
         let mut buf = [0u8; 512];
-        let cdb = [0x85, 8, 0x0e, 0, 0xd0, 0, 1, 0, 0, 0, 0x4f, 0, 0xc2, 0, 0xb0, 0];
+        let cdb = [
+            0x85, 8, 0x0e, 0, 0xd0, 0, 1, 0, 0, 0, 0x4f, 0, 0xc2, 0, 0xb0, 0,
+        ];
         assert!(sg_io(&file, &cdb, Data::FromDevice(&mut buf), 1000).is_err());
         let get_log = AdminCommand {
             opcode: 0x02,
