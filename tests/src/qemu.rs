@@ -111,6 +111,8 @@ pub struct QemuConfig {
     pub board: &'static Board,
     pub image_dir: PathBuf,
     pub disks: Vec<PathBuf>,
+    /// NVMe disks (one controller each, serial `TANK-NVME0`, ...), after the board's disks.
+    pub nvme_disks: Vec<PathBuf>,
     pub memory_mib: u32,
     pub accel: Accel,
     pub forwards: Vec<Forward>,
@@ -134,6 +136,7 @@ impl QemuConfig {
             board,
             image_dir,
             disks: Vec::new(),
+            nvme_disks: Vec::new(),
             memory_mib: board.qemu.memory_mib,
             accel: Accel::Tcg,
             forwards: Vec::new(),
@@ -253,6 +256,16 @@ impl QemuConfig {
                 DiskBus::Ahci => cmd.args(["-device", &format!("ide-hd,drive=disk{i},bus=ide.{i},serial={serial}")]),
             };
         }
+        for (i, disk) in self.nvme_disks.iter().enumerate() {
+            cmd.arg("-drive").arg(format!(
+                "if=none,id=nvme{i},format=raw,cache=unsafe,file={}",
+                disk.display()
+            ));
+            cmd.args([
+                "-device",
+                &format!("nvme,drive=nvme{i},serial=TANK-NVME{i}"),
+            ]);
+        }
         if self.user_network {
             let mut netdev = "user,id=net0".to_string();
             for f in &self.forwards {
@@ -363,6 +376,7 @@ mod tests {
         std::fs::write(dir.join("cmdline"), "console=ttyS0\n").unwrap();
         let mut cfg = QemuConfig::new(&board::QEMU_X86_64, dir.clone());
         cfg.disks = vec![dir.join("a.img"), dir.join("b.img")];
+        cfg.nvme_disks = vec![dir.join("n.img")];
         cfg.forwards = vec![Forward {
             udp: false,
             host: 12049,
@@ -381,6 +395,10 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("scsi-hd,drive=disk1"), "{joined}");
+        assert!(
+            joined.contains("nvme,drive=nvme0,serial=TANK-NVME0"),
+            "{joined}"
+        );
         assert!(joined.contains("-append console=ttyS0"), "{joined}");
         assert!(joined.contains("virtio-rng-pci"), "{joined}");
     }

@@ -58,6 +58,16 @@ fn console_status_garbage_reboot_poweroff() {
     );
     let disks = guest.run("disks", t).unwrap();
     assert!(disks.contains("sda") && disks.contains("sdb"), "{disks}");
+    // virtio-scsi has no ATA pass-through: health is "not available", never passed.
+    let health = guest.run("disk health", t).unwrap();
+    let sda = health
+        .lines()
+        .find(|l| l.starts_with("sda"))
+        .unwrap_or_default();
+    assert!(
+        sda.contains("not available") && !sda.contains("PASSED"),
+        "{health}"
+    );
 
     // Garbage: unknown commands, bad arguments, control bytes, random binary, a long line.
     let out = guest.run("frobnicate the disks", t).unwrap();

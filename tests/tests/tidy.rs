@@ -133,9 +133,10 @@ const FORBIDDEN: &[&str] = &[
 
 #[test]
 fn the_init_has_no_unwrap_expect_or_panic_outside_tests() {
-    // The init and the probe crate linked into it.
+    // The init and the crates linked into it.
     let mut files = rust_files(&root().join("appliance/src"));
     files.extend(rust_files(&root().join("appliance/probe/src")));
+    files.extend(rust_files(&root().join("appliance/passthrough/src")));
     let tests = test_module_files(&files);
     let included = included_files(&files);
     let mut found = Vec::new();
@@ -180,6 +181,7 @@ fn every_module_has_a_doc_comment() {
     for krate in [
         "appliance",
         "appliance/probe",
+        "appliance/passthrough",
         "board",
         "image",
         "xtask",

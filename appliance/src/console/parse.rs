@@ -58,6 +58,8 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp { noun: "disk", usage: "disk list", about: "disks with size, model, serial and pool membership (also: disks)" },
     CommandHelp { noun: "disk", usage: "disk readtest DISK [SIZE]", about: "sequential read speed of a disk (default 256M)" },
+    CommandHelp { noun: "disk", usage: "disk health [DISK]", about: "SMART or NVMe health of every disk, or everything about one" },
+    CommandHelp { noun: "disk", usage: "disk test DISK short|long", about: "start a SMART or NVMe self-test" },
     CommandHelp { noun: "pool", usage: "pool status", about: "health, members and their error counters, capacity, scrub" },
     CommandHelp { noun: "pool", usage: "pool create NAME mirror DISK DISK [force]", about: "format two blank disks as a mirrored pool" },
     CommandHelp { noun: "pool", usage: "pool replace missing|DEVID|DISK NEWDISK [force]", about: "replace a member with a blank disk, then re-mirror" },
@@ -477,6 +479,25 @@ fn parse_disk(rest: &[&str]) -> Result<Request, ParseError> {
             disk: disk_name(disk)?,
             bytes: size(amount)?.bytes(),
         }),
+        ["health"] => Ok(Request::DiskHealth(None)),
+        ["health", disk] => Ok(Request::DiskHealth(Some(disk_name(disk)?))),
+        ["test", disk, kind] => Ok(Request::DiskTest {
+            disk: disk_name(disk)?,
+            long: match *kind {
+                "short" => false,
+                "long" => true,
+                other => {
+                    return Err(err(
+                        format!("'{other}' is not a self-test"),
+                        "e.g. 'disk test sda short' or 'disk test sda long'",
+                    ))
+                }
+            },
+        }),
+        ["test", ..] => Err(err(
+            "'disk test' needs a disk and short or long",
+            "e.g. 'disk test sda short'",
+        )),
         [] => Err(err("'disk' needs a verb", usage_hint("disk"))),
         [verb, ..] => Err(unknown_verb("disk", verb)),
     }
@@ -968,6 +989,21 @@ mod tests {
             req("disk readtest sda"),
             Request::DiskReadTest { .. }
         ));
+        assert_eq!(req("disk health"), Request::DiskHealth(None));
+        assert_eq!(
+            req("disk health nvme0n1"),
+            Request::DiskHealth(Some(DiskName::parse("nvme0n1").unwrap()))
+        );
+        assert_eq!(
+            req("disk test sda long"),
+            Request::DiskTest {
+                disk: DiskName::parse("sda").unwrap(),
+                long: true
+            }
+        );
+        assert!(error("disk test sda medium").contains("medium"));
+        assert!(error("disk test sda").contains("short or long"));
+        assert!(error("disk health /dev/sda").contains("not a disk name"));
 
         for (line, needle) in [
             ("pool create tank mirror sda sda", "twice"),

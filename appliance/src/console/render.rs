@@ -4,6 +4,7 @@ use super::request::{Reply, StatusReport, Table};
 use crate::net::LinkStatus;
 use crate::storage::{DatasetInfo, Health, PoolStatus};
 use crate::system::disks::{human_size, Disk};
+use crate::system::health::{Detail, Reading};
 use crate::system::info::human_duration;
 
 /// The text for a reply, each line ending with `\n`.
@@ -18,6 +19,8 @@ pub fn reply(reply: &Reply) -> String {
         Reply::Confirm { question, .. } => format!("{question}\n"),
         Reply::Log(lines) => lines.iter().map(|l| format!("{l}\n")).collect(),
         Reply::Table(t) => table(t),
+        Reply::DiskHealth(readings) => table(&health_table(readings)),
+        Reply::DiskHealthDetail(reading) => health_detail(reading),
         Reply::AskSecret { prompt, .. } => format!("{prompt}\n"),
     }
 }
@@ -279,6 +282,223 @@ pub fn datasets(list: &[DatasetInfo]) -> String {
     out
 }
 
+fn or_dash<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// `disk health`: one row per disk.
+fn health_table(readings: &[Reading]) -> Table {
+    let rows = readings
+        .iter()
+        .map(|r| {
+            let (warning, media) = match &r.detail {
+                Detail::Nvme { log, .. } => (
+                    format!("{:#04x}", log.critical_warning),
+                    log.media_errors.to_string(),
+                ),
+                _ => ("-".into(), "-".into()),
+            };
+            vec![
+                r.disk.clone(),
+                r.model.clone(),
+                r.serial.clone(),
+                r.health_text(),
+                r.temperature_c().map_or("-".into(), |t| format!("{t} C")),
+                or_dash(r.power_on_hours()),
+                or_dash(r.ata_raw(5)),
+                or_dash(r.ata_raw(197)),
+                or_dash(r.ata_raw(198)),
+                media,
+                warning,
+            ]
+        })
+        .collect();
+    Table {
+        headers: vec![
+            "DISK",
+            "MODEL",
+            "SERIAL",
+            "HEALTH",
+            "TEMP",
+            "POWER-ON-H",
+            "REALLOC",
+            "PENDING",
+            "UNCORR",
+            "MEDIA-ERR",
+            "CRIT-WARN",
+        ],
+        rows,
+        empty: "no disks".into(),
+        notes: Vec::new(),
+    }
+}
+
+/// `disk health DISK`: the verdict, then everything the disk reported.
+fn health_detail(r: &Reading) -> String {
+    let mut out = format!("disk {}: {} (serial {})\n", r.disk, r.model, r.serial);
+    out.push_str(&format!("health: {}\n", r.health_text()));
+    out.push_str(&format!("read at: {} (unix time)\n", r.at));
+    if let Some(t) = r.temperature_c() {
+        out.push_str(&format!("temperature: {t} C\n"));
+    }
+    if let Some(h) = r.power_on_hours() {
+        out.push_str(&format!("power-on hours: {h}\n"));
+    }
+    match &r.detail {
+        Detail::None => {}
+        Detail::Ata(smart) => {
+            if let Some(data) = &smart.data {
+                let running = data.self_test_status >> 4 == 15;
+                out.push_str(&format!(
+                    "self-test: {}{}\n",
+                    crate::system::health::ata::self_test_status_text(data.self_test_status >> 4),
+                    if running {
+                        format!(" ({}% left)", (data.self_test_status & 0x0F) * 10)
+                    } else {
+                        String::new()
+                    }
+                ));
+                out.push_str(&format!(
+                    "self-tests: {} (short about {} min, extended about {} min)\n",
+                    if data.self_test_supported {
+                        "supported"
+                    } else {
+                        "not supported"
+                    },
+                    data.short_test_minutes,
+                    data.long_test_minutes
+                ));
+                out.push_str("attributes:\n");
+                out.push_str(&table(&Table {
+                    headers: vec![
+                        "ID", "NAME", "FLAGS", "VALUE", "WORST", "THRESH", "TYPE", "RAW", "STATE",
+                    ],
+                    rows: data
+                        .attributes
+                        .iter()
+                        .map(|a| {
+                            vec![
+                                a.id.to_string(),
+                                if a.name().is_empty() {
+                                    "Unknown_Attribute".into()
+                                } else {
+                                    a.name().into()
+                                },
+                                format!("{:#06x}", a.flags),
+                                a.current.to_string(),
+                                a.worst.to_string(),
+                                or_dash(a.threshold),
+                                if a.prefailure() {
+                                    "pre-fail"
+                                } else {
+                                    "old-age"
+                                }
+                                .into(),
+                                a.raw.to_string(),
+                                if a.failing() { "FAILING" } else { "ok" }.into(),
+                            ]
+                        })
+                        .collect(),
+                    empty: "(no attributes)".into(),
+                    notes: Vec::new(),
+                }));
+            }
+            out.push_str("self-test log:\n");
+            out.push_str(&table(&Table {
+                headers: vec![
+                    "#",
+                    "TYPE",
+                    "STATUS",
+                    "REMAINING",
+                    "HOURS",
+                    "FIRST-ERROR-LBA",
+                ],
+                rows: smart
+                    .self_tests
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        vec![
+                            (i + 1).to_string(),
+                            t.kind_name().into(),
+                            t.status_text().into(),
+                            format!("{}%", t.remaining_percent),
+                            t.power_on_hours.to_string(),
+                            or_dash(t.failing_lba),
+                        ]
+                    })
+                    .collect(),
+                empty: "(no self-tests logged)".into(),
+                notes: Vec::new(),
+            }));
+            for note in &smart.notes {
+                out.push_str(&format!("note: {note}\n"));
+            }
+        }
+        Detail::Nvme { log, self_tests } => {
+            let warnings = log.warnings();
+            out.push_str(&format!(
+                "critical warning: {:#04x}{}\n",
+                log.critical_warning,
+                if warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", warnings.join(", "))
+                }
+            ));
+            out.push_str(&format!(
+                "available spare: {}% (threshold {}%)\n",
+                log.available_spare, log.spare_threshold
+            ));
+            out.push_str(&format!("percentage used: {}%\n", log.percentage_used));
+            out.push_str(&format!("media errors: {}\n", log.media_errors));
+            out.push_str(&format!("error log entries: {}\n", log.error_log_entries));
+            out.push_str(&format!("power cycles: {}\n", log.power_cycles));
+            out.push_str(&format!("unsafe shutdowns: {}\n", log.unsafe_shutdowns));
+            out.push_str(&format!(
+                "data read: {} units, written: {} units (1000 x 512 bytes)\n",
+                log.data_units_read, log.data_units_written
+            ));
+            out.push_str(&format!(
+                "minutes above the warning / critical temperature: {} / {}\n",
+                log.warning_temp_minutes, log.critical_temp_minutes
+            ));
+            match self_tests {
+                None => out.push_str("self-tests: not supported\n"),
+                Some(st) => {
+                    if st.current != 0 {
+                        out.push_str(&format!(
+                            "self-test: {} running ({}% done)\n",
+                            if st.current == 2 { "extended" } else { "short" },
+                            st.completion_percent
+                        ));
+                    }
+                    out.push_str("self-test log:\n");
+                    out.push_str(&table(&Table {
+                        headers: vec!["#", "TYPE", "RESULT", "HOURS"],
+                        rows: st
+                            .results
+                            .iter()
+                            .enumerate()
+                            .map(|(i, t)| {
+                                vec![
+                                    (i + 1).to_string(),
+                                    t.kind_name().into(),
+                                    t.result_text().into(),
+                                    t.power_on_hours.to_string(),
+                                ]
+                            })
+                            .collect(),
+                        empty: "(no self-tests logged)".into(),
+                        notes: Vec::new(),
+                    }));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +532,95 @@ mod tests {
         let line = "internal errors: 1 (scrub panicked at 12:03 UTC: boom)";
         let shown = status(&report(Some(line.into())));
         assert!(shown.lines().any(|l| l == line), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+    use crate::system::health::{ata, Verdict};
+
+    fn sata() -> Reading {
+        let attribute = |id, raw, threshold| ata::Attribute {
+            id,
+            flags: 0x0033,
+            current: 100,
+            worst: 100,
+            raw,
+            threshold: Some(threshold),
+        };
+        Reading {
+            disk: "sda".into(),
+            model: "QEMU HARDDISK".into(),
+            serial: "TANK-DISK0".into(),
+            verdict: Verdict::Passed,
+            asleep: false,
+            at: 1,
+            detail: Detail::Ata(ata::Smart {
+                data: Some(ata::SmartData {
+                    attributes: vec![
+                        attribute(5, 2, 36),
+                        attribute(9, 4321, 0),
+                        attribute(194, 0x1F, 0),
+                    ],
+                    self_test_status: 0,
+                    self_test_supported: true,
+                    short_test_minutes: 2,
+                    long_test_minutes: 54,
+                    checksum_ok: true,
+                }),
+                self_tests: vec![ata::SelfTest {
+                    kind: 1,
+                    status: 0,
+                    remaining_percent: 0,
+                    power_on_hours: 4300,
+                    failing_lba: None,
+                }],
+                notes: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn one_line_per_disk_and_no_health_is_not_passed() {
+        let virtio = Reading {
+            disk: "sdb".into(),
+            verdict: Verdict::NotAvailable("the disk does not accept ATA pass-through".into()),
+            detail: Detail::None,
+            ..sata()
+        };
+        let text = reply(&Reply::DiskHealth(vec![sata(), virtio]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[1].starts_with("sda") && lines[1].contains("PASSED"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("31 C") && lines[1].contains("4321"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("not available: the disk does not accept"),
+            "{text}"
+        );
+        assert!(!lines[2].contains("PASSED"), "{text}");
+    }
+
+    #[test]
+    fn the_detail_lists_attributes_thresholds_and_self_tests() {
+        let text = reply(&Reply::DiskHealthDetail(Box::new(sata())));
+        assert!(text.contains("health: PASSED"), "{text}");
+        let realloc = text.lines().find(|l| l.starts_with("5 ")).unwrap();
+        assert!(
+            realloc.contains("Reallocated_Sector_Ct") && realloc.contains("36"),
+            "{text}"
+        );
+        assert!(realloc.trim_end().ends_with("ok"), "{text}");
+        assert!(text.contains("Power_On_Hours"), "{text}");
+        assert!(
+            text.contains("short") && text.contains("completed without error"),
+            "{text}"
+        );
     }
 }

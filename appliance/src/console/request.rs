@@ -15,6 +15,7 @@ use crate::config::{
 use crate::net::LinkStatus;
 use crate::storage::{DatasetInfo, PoolStatus};
 use crate::system::disks::Disk;
+use crate::system::health::Reading;
 
 /// A host name, valid by [`crate::config::check_hostname`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -370,6 +371,13 @@ pub enum Request {
         disk: DiskName,
         bytes: u64,
     },
+    /// The health of every disk, or all of one disk's (`disk health [DISK]`).
+    DiskHealth(Option<DiskName>),
+    /// Starts a short or long self-test (`disk test DISK short|long`).
+    DiskTest {
+        disk: DiskName,
+        long: bool,
+    },
     Log {
         lines: usize,
     },
@@ -522,6 +530,10 @@ pub enum Reply {
     },
     Log(Vec<String>),
     Table(Table),
+    /// `disk health`: one line per disk.
+    DiskHealth(Vec<Reading>),
+    /// `disk health DISK`: everything about one disk.
+    DiskHealthDetail(Box<Reading>),
     /// The request needs a password: the console asks for it twice without echo and sends
     /// `request` again with it ([`Request::with_secret`]).
     AskSecret {

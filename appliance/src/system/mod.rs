@@ -1,8 +1,9 @@
-//! The machine as the init sees it: early mounts, disks, memory and uptime, the power button,
+//! The machine as the init sees it: early mounts, disks and their health, memory and uptime,
 //! the boot device and boot slot, and the final sync/unmount/power-off.
 
 pub mod bootdev;
 pub mod disks;
+pub mod health;
 pub mod identity;
 pub mod info;
 pub mod mounts;

@@ -1,9 +1,10 @@
 //! The appliance's state and the handling of each event. Only the main thread touches it.
 //!
 //! This file holds the state, the event dispatch, system and network requests, status and
-//! shutdown; [`storage_requests`] holds pool assembly, pool, dataset and file requests and the
-//! long storage jobs.
+//! shutdown; [`health_requests`] holds disk health and its poll; [`storage_requests`] holds
+//! pool assembly, pool, dataset and file requests and the long storage jobs.
 
+mod health_requests;
 mod sharing_requests;
 mod smb_requests;
 mod snapshot_requests;
@@ -63,6 +64,10 @@ pub struct Appliance {
     rpc: Option<crate::rpc::RpcServices>,
     /// What MOUNT's EXPORT lists; the engine replaces it when the NFS shares change.
     mount_exports: Arc<std::sync::RwLock<Vec<crate::rpc::ExportEntry>>>,
+    /// The last health reading of each disk, by Tank's disk name.
+    health: std::collections::BTreeMap<String, crate::system::health::Reading>,
+    /// When the minute tick last read every disk's health.
+    health_polled: Option<std::time::Instant>,
 }
 
 /// Where changes to the configuration go.
@@ -128,6 +133,8 @@ impl Appliance {
             task_results: std::collections::BTreeMap::new(),
             rpc: None,
             mount_exports: Arc::default(),
+            health: std::collections::BTreeMap::new(),
+            health_polled: None,
         }
     }
 
@@ -345,6 +352,8 @@ impl Appliance {
                     disk.as_str()
                 )))
             }
+            Request::DiskHealth(disk) => self.disk_health_request(disk),
+            Request::DiskTest { disk, long } => self.disk_test_request(disk, long),
             Request::Pool(r) => self.pool_request(r),
             Request::Dataset(r) => self.dataset_request(r),
             Request::File(r) => self.file_request(r),
@@ -656,6 +665,8 @@ fn changes_config(request: &Request) -> bool {
         Request::Status
         | Request::Disks
         | Request::DiskReadTest { .. }
+        | Request::DiskHealth(_)
+        | Request::DiskTest { .. }
         | Request::Log { .. }
         | Request::LogMark(_)
         | Request::File(_)

@@ -107,6 +107,7 @@ impl Appliance {
         self.start_smb();
         // A slot missed while the box was off is caught up now, once.
         self.run_snapshot_tasks();
+        self.poll_health_if_due();
         if assembled.degraded {
             self.consoles.notify(&format!(
                 "*** POOL {} IS DEGRADED: {} member(s) missing. Data is served without redundancy. ***\n\
