@@ -404,33 +404,18 @@ fn health_detail(r: &Reading) -> String {
                 }));
             }
             out.push_str("self-test log:\n");
-            out.push_str(&table(&Table {
-                headers: vec![
-                    "#",
-                    "TYPE",
-                    "STATUS",
-                    "REMAINING",
-                    "HOURS",
-                    "FIRST-ERROR-LBA",
-                ],
-                rows: smart
-                    .self_tests
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        vec![
-                            (i + 1).to_string(),
-                            t.kind_name().into(),
-                            t.status_text().into(),
-                            format!("{}%", t.remaining_percent),
-                            t.power_on_hours.to_string(),
-                            or_dash(t.failing_lba),
-                        ]
-                    })
-                    .collect(),
-                empty: "(no self-tests logged)".into(),
-                notes: Vec::new(),
-            }));
+            out.push_str(&self_test_log(
+                vec!["TYPE", "STATUS", "REMAINING", "HOURS", "FIRST-ERROR-LBA"],
+                smart.self_tests.iter().map(|t| {
+                    vec![
+                        t.kind_name().into(),
+                        t.status_text().into(),
+                        format!("{}%", t.remaining_percent),
+                        t.power_on_hours.to_string(),
+                        or_dash(t.failing_lba),
+                    ]
+                }),
+            ));
             for note in &smart.notes {
                 out.push_str(&format!("note: {note}\n"));
             }
@@ -474,29 +459,34 @@ fn health_detail(r: &Reading) -> String {
                         ));
                     }
                     out.push_str("self-test log:\n");
-                    out.push_str(&table(&Table {
-                        headers: vec!["#", "TYPE", "RESULT", "HOURS"],
-                        rows: st
-                            .results
-                            .iter()
-                            .enumerate()
-                            .map(|(i, t)| {
-                                vec![
-                                    (i + 1).to_string(),
-                                    t.kind_name().into(),
-                                    t.result_text().into(),
-                                    t.power_on_hours.to_string(),
-                                ]
-                            })
-                            .collect(),
-                        empty: "(no self-tests logged)".into(),
-                        notes: Vec::new(),
-                    }));
+                    out.push_str(&self_test_log(
+                        vec!["TYPE", "RESULT", "HOURS"],
+                        st.results.iter().map(|t| {
+                            vec![
+                                t.kind_name().into(),
+                                t.result_text().into(),
+                                t.power_on_hours.to_string(),
+                            ]
+                        }),
+                    ));
                 }
             }
         }
     }
     out
+}
+
+/// A self-test log as a table, its entries numbered from 1 (newest first).
+fn self_test_log(headers: Vec<&'static str>, entries: impl Iterator<Item = Vec<String>>) -> String {
+    table(&Table {
+        headers: std::iter::once("#").chain(headers).collect(),
+        rows: entries
+            .enumerate()
+            .map(|(i, row)| std::iter::once((i + 1).to_string()).chain(row).collect())
+            .collect(),
+        empty: "(no self-tests logged)".into(),
+        notes: Vec::new(),
+    })
 }
 
 #[cfg(test)]

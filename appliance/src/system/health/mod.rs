@@ -128,15 +128,15 @@ pub fn read(disk: &Disk, now: u64) -> Reading {
     }
 }
 
+/// The device opened for pass-through, or the "not available" verdict that says why not.
+fn open_device(node: &std::path::Path) -> Result<std::fs::File, Verdict> {
+    open(node).map_err(|e| Verdict::NotAvailable(format!("cannot open {}: {e}", node.display())))
+}
+
 fn read_ata(node: &std::path::Path) -> (Verdict, Detail) {
-    let file = match open(node) {
+    let file = match open_device(node) {
         Ok(f) => f,
-        Err(e) => {
-            return (
-                Verdict::NotAvailable(format!("cannot open {}: {e}", node.display())),
-                Detail::None,
-            )
-        }
+        Err(unavailable) => return (unavailable, Detail::None),
     };
     match ata::check_power_mode(&file) {
         Ok(ata::PowerMode::Standby) => return (Verdict::Asleep, Detail::None),
@@ -168,14 +168,9 @@ fn read_ata(node: &std::path::Path) -> (Verdict, Detail) {
 }
 
 fn read_nvme(node: &std::path::Path) -> (Verdict, Detail) {
-    let file = match open(node) {
+    let file = match open_device(node) {
         Ok(f) => f,
-        Err(e) => {
-            return (
-                Verdict::NotAvailable(format!("cannot open {}: {e}", node.display())),
-                Detail::None,
-            )
-        }
+        Err(unavailable) => return (unavailable, Detail::None),
     };
     match nvme::read_health(&file) {
         Ok(log) => {
