@@ -6,6 +6,7 @@
 //! - [`accounts`]: users and groups (one id table for SMB and NFS), NT hashes.
 //! - [`sharing`]: NFS and SMB shares, the SMB server's settings, client address rules.
 //! - [`snapshots`]: snapshot names, periodic tasks, their schedules and retention rules.
+//! - [`time`]: the time zone and SNTP servers; [`alerting`]: alert channels and limits.
 //! - [`calendar`]: UTC date arithmetic for schedules and timestamps.
 //! - [`record`]: the persisted form, versioned record types (`ConfigRecordV1`) in a
 //!   checksummed envelope; [`encode`] and [`decode`].
@@ -18,6 +19,7 @@
 //! using [`names`]).
 
 pub mod accounts;
+pub mod alerting;
 pub mod calendar;
 pub mod model;
 pub mod names;
@@ -25,6 +27,7 @@ pub mod record;
 pub mod sharing;
 pub mod snapshots;
 pub mod store;
+pub mod time;
 
 pub use accounts::{GroupName, UserName};
 pub use model::{

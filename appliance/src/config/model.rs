@@ -15,10 +15,12 @@ use std::net::Ipv4Addr;
 use thiserror::Error;
 
 use super::accounts::{GroupConfig, GroupName, UserConfig, UserName};
+use super::alerting::{AlertSettingError, AlertSettings};
 use super::calendar::{civil_from_days, days_from_civil};
 use super::names::{Compression, DatasetName, Mode, PoolName, Size, MAX_ID};
 use super::sharing::{NfsShare, Principal, SmbGlobal, SmbShare, Squash};
 use super::snapshots::{RetentionError, ScheduleError, SnapshotTask};
+use super::time::{TimeSettingError, TimeSettings};
 
 /// The whole configuration of the appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,10 @@ pub struct Config {
     pub snapshot_tasks: Vec<SnapshotTask>,
     /// The id the next snapshot task gets (ids are never reused).
     pub next_task_id: u32,
+    /// The time zone and time servers.
+    pub time: TimeSettings,
+    /// Where alerts are sent and the limits that raise them.
+    pub alerts: AlertSettings,
 }
 
 /// What a scrub found.
@@ -228,6 +234,8 @@ impl Default for Config {
             smb_shares: Vec::new(),
             snapshot_tasks: Vec::new(),
             next_task_id: 1,
+            time: TimeSettings::default(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -235,6 +243,10 @@ impl Default for Config {
 /// Why a configuration is not consistent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
+    #[error(transparent)]
+    Time(#[from] TimeSettingError),
+    #[error(transparent)]
+    Alerts(#[from] AlertSettingError),
     #[error(
         "host name {hostname:?} is not valid: {reason}; use letters, digits and '-' \
          (for example \"tank\")"
@@ -377,6 +389,8 @@ impl Config {
     /// Checks the rules that involve more than one value; returns the first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_hostname(&self.hostname)?;
+        self.time.validate()?;
+        self.alerts.validate()?;
         let mut interfaces = BTreeSet::new();
         for iface in &self.network {
             check_iface_name(&iface.name)?;

@@ -8,7 +8,8 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "TANKCFG\0"
-//!      8     4  format version (u32) of the payload: 1 = ConfigRecordV1, 2 = ConfigRecordV2
+//!      8     4  format version (u32) of the payload: 1 = ConfigRecordV1, 2 = ConfigRecordV2,
+//!                 3 = ConfigRecordV3
 //!     12     8  generation (u64), the save counter of the store
 //!     20     4  payload length n (u32)
 //!     24     n  payload: the record, postcard-encoded
@@ -21,30 +22,35 @@
 //!
 //! # Versions and migrations
 //!
-//! The record types (`*RecordV1` in [`v1`], `*RecordV2` in [`v2`]) are separate from the model
+//! The record types (`*RecordV1` in [`v1`], `*RecordV2` in [`v2`], `*RecordV3` in [`v3`]) are
+//! separate from the model
 //! in [`model`](super::model) and are frozen once released: postcard encodes fields by position
 //! and enum variants by index, so a record type is never reordered, and a field is never added,
 //! removed or retyped. A new version reuses the frozen part records that did not change.
 //!
-//! [`encode`] writes version 2. [`decode`] reads version 1 by migrating `ConfigRecordV1` to
-//! `ConfigRecordV2` (a `From` with the new fields' defaults: no users, shares or tasks), and
-//! version 2 directly. The golden tests that decode saved bytes of every version must keep
-//! passing unchanged. To change the format again, add `v3` the same way.
+//! [`encode`] writes version 3. [`decode`] reads version 1 by migrating `ConfigRecordV1` to
+//! `ConfigRecordV2` (a `From` with the new fields' defaults: no users, shares or tasks),
+//! version 2 by migrating it to `ConfigRecordV3` (default time zone UTC, no time servers, no
+//! alert channels, default temperature limits), and version 3 directly. The golden tests that
+//! decode saved bytes of every version must keep passing unchanged. To change the format
+//! again, add `v4` the same way.
 
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 use thiserror::Error;
 
 use super::model::{Config, ConfigError};
 use v1::ConfigRecordV1;
 use v2::ConfigRecordV2;
+use v3::ConfigRecordV3;
 
 /// The magic bytes at the start of every record file.
 pub const MAGIC: [u8; 8] = *b"TANKCFG\0";
 
 /// The format version [`encode`] writes.
-pub const CURRENT_VERSION: u32 = 2;
+pub const CURRENT_VERSION: u32 = 3;
 
 /// Bytes before the payload: magic, version, generation, payload length.
 pub const HEADER_LEN: usize = 24;
@@ -132,7 +138,7 @@ where
 /// invalid configuration, which [`decode`] would refuse to read back.
 pub fn encode(config: &Config, generation: u64) -> Result<Vec<u8>, EncodeError> {
     config.validate()?;
-    let payload = postcard::to_allocvec(&ConfigRecordV2::from(config))?;
+    let payload = postcard::to_allocvec(&ConfigRecordV3::from(config))?;
     let len =
         u32::try_from(payload.len()).map_err(|_| EncodeError::TooLarge { len: payload.len() })?;
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
@@ -199,6 +205,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Config, u64), RecordError> {
     let config = match version {
         1 => decode_v1(payload).map_err(invalid)?,
         2 => decode_v2(payload).map_err(invalid)?,
+        3 => decode_v3(payload).map_err(invalid)?,
         _ => return Err(RecordError::UnknownVersion { version }),
     };
     Ok((config, generation))
@@ -209,11 +216,19 @@ fn decode_v1(payload: &[u8]) -> Result<Config, ContentError> {
     if !rest.is_empty() {
         return Err(ContentError::TrailingPayload { extra: rest.len() });
     }
-    Config::try_from(ConfigRecordV2::from(record))
+    Config::try_from(ConfigRecordV3::from(ConfigRecordV2::from(record)))
 }
 
 fn decode_v2(payload: &[u8]) -> Result<Config, ContentError> {
     let (record, rest) = postcard::take_from_bytes::<ConfigRecordV2>(payload)?;
+    if !rest.is_empty() {
+        return Err(ContentError::TrailingPayload { extra: rest.len() });
+    }
+    Config::try_from(ConfigRecordV3::from(record))
+}
+
+fn decode_v3(payload: &[u8]) -> Result<Config, ContentError> {
+    let (record, rest) = postcard::take_from_bytes::<ConfigRecordV3>(payload)?;
     if !rest.is_empty() {
         return Err(ContentError::TrailingPayload { extra: rest.len() });
     }
@@ -466,14 +481,114 @@ mod tests {
         assert_eq!(config, sample_v2());
     }
 
-    /// Only while version 2 is current: the encoder still writes exactly the saved bytes.
+    /// A configuration that uses every field and variant version 3 added.
+    fn sample_v3() -> Config {
+        use crate::config::alerting::{
+            AlertSettings, Host, MailAddress, MailChannel, MailTls, WebhookChannel, WebhookFormat,
+            WebhookUrl,
+        };
+        use crate::config::time::{TimeServer, TimeSettings};
+        let mut config = sample_v2();
+        config.time = TimeSettings {
+            zone: "Europe/Berlin".into(),
+            servers: vec![
+                TimeServer::parse("ntp.example.org").unwrap(),
+                TimeServer::parse("10.0.2.2:1123").unwrap(),
+            ],
+        };
+        config.alerts = AlertSettings {
+            mail: Some(MailChannel {
+                to: MailAddress::parse("owner@example.com").unwrap(),
+                server: Host::parse("smtp.example.com").unwrap(),
+                port: 587,
+                from: Some(MailAddress::parse("tank@example.com").unwrap()),
+                user: Some("owner".into()),
+                tls: MailTls::StartTls,
+            }),
+            webhook: Some(WebhookChannel {
+                url: WebhookUrl::parse("https://ntfy.sh/tank").unwrap(),
+                format: WebhookFormat::Ntfy,
+            }),
+            hdd_temp_limit: 45,
+            nvme_temp_limit: 75,
+        };
+        config
+    }
+
+    /// The version 3 encoding of [`sample_v3`] at generation 42, as the first release of
+    /// version 3 saves it. Never regenerate this once released: appliances have it on disk.
+    const GOLDEN_V3: &str = "
+        54414e4b43464700030000002a000000000000006e020000036e617302046574683001c0a8010a18
+        01c0a80101020101010109090909046574683100010474616e6b3031323334353637383961626364
+        656603056d6564696101808080802803e80764fd0b066261636b757000000000ed03077363726174
+        636800020000ed03010f021e0180e2cfaa0690fecfaa068080808080a0010200000205616c696365
+        e807e80701056d656469614039730e1bf6e10dd01eaac983db4d7c06736f6e617272e907e90700cd
+        9d5738d8900411818d091bb38739d901056d65646961ea0703056d6564696103010a0003001802fd
+        0000000000000000000000000000004001c0a8010720010001066261636b7570000002e807e80700
+        077363726174636801000003e907ea070004484f4d4501010101020302054d65646961056d656469
+        611066696c6d7320616e642073657269657301020005616c69636501056d65646961010006736f6e
+        6172720101010a0003001801010a000309200106736f6e61727201056d65646961b403fd03000205
+        2a2e746d70092e44535f53746f7265066261636b7570066261636b7570000000000000000000e403
+        ed0301000401056d65646961000f000480e2cfaa0603056d6564696101060180f524bce2cfaa0604
+        066261636b7570020300001e0005066261636b75700306041e0180ceda0300060d4575726f70652f
+        4265726c696e020f6e74702e6578616d706c652e6f72670d31302e302e322e323a3131323301116f
+        776e6572406578616d706c652e636f6d10736d74702e6578616d706c652e636f6dcb04011074616e
+        6b406578616d706c652e636f6d01056f776e657200011468747470733a2f2f6e7466792e73682f74
+        616e6b012d4be22bd49d";
+
     #[test]
-    fn golden_v2_encodes() {
-        assert_eq!(CURRENT_VERSION, 2);
+    fn golden_v3_decodes() {
+        let (config, generation) = decode(&unhex(GOLDEN_V3)).unwrap();
+        assert_eq!(generation, 42);
+        assert_eq!(config, sample_v3());
+    }
+
+    /// Only while version 3 is current: the encoder still writes exactly the saved bytes.
+    #[test]
+    fn golden_v3_encodes() {
+        assert_eq!(CURRENT_VERSION, 3);
         assert_eq!(
-            hex(&encode(&sample_v2(), 42).unwrap()),
-            hex(&unhex(GOLDEN_V2))
+            hex(&encode(&sample_v3(), 42).unwrap()),
+            hex(&unhex(GOLDEN_V3))
         );
+    }
+
+    /// A version 2 record migrates to UTC, no time servers, no alert channels, default limits.
+    #[test]
+    fn version_2_migrates() {
+        let (config, _) = decode(&unhex(GOLDEN_V2)).unwrap();
+        assert_eq!(config.time, crate::config::time::TimeSettings::default());
+        assert_eq!(
+            config.alerts,
+            crate::config::alerting::AlertSettings::default()
+        );
+    }
+
+    /// Intact version 3 envelopes around time and alert settings that break the rules.
+    #[test]
+    fn invalid_v3_content_is_reported() {
+        let check = |record: v3::ConfigRecordV3, says: &str| {
+            let payload = postcard::to_allocvec(&record).unwrap();
+            let mut bytes = with_payload(&payload);
+            bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+            let message = decode(&reseal(bytes)).unwrap_err().to_string();
+            assert!(message.contains(says), "{says}: {message}");
+        };
+        let mut record = v3::ConfigRecordV3::from(&sample_v3());
+        record.time.servers[0] = "a b".into();
+        check(record, "time.servers[0]");
+        let mut record = v3::ConfigRecordV3::from(&sample_v3());
+        record.alerts.mail.as_mut().unwrap().tls = 9;
+        check(record, "alerts.mail.tls");
+        let mut record = v3::ConfigRecordV3::from(&sample_v3());
+        record.alerts.webhook.as_mut().unwrap().url = "ftp://x".into();
+        check(record, "alerts.webhook.url");
+        let mut record = v3::ConfigRecordV3::from(&sample_v3());
+        record.alerts.hdd_temp_limit = 200;
+        check(record, "30 to 90");
+        let mut record = v3::ConfigRecordV3::from(&sample_v3());
+        record.time.zone = "../etc".into();
+        check(record, "time zone");
     }
 
     /// Intact version 2 envelopes around payloads that break the configuration's rules.
@@ -519,7 +634,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for config in [Config::default(), sample(), sample_v2()] {
+        for config in [Config::default(), sample(), sample_v2(), sample_v3()] {
             for generation in [0, 1, u64::MAX] {
                 let bytes = encode(&config, generation).unwrap();
                 assert_eq!(decode(&bytes).unwrap(), (config.clone(), generation));
@@ -592,10 +707,14 @@ mod tests {
     #[test]
     fn newer_version_is_reported() {
         let mut bytes = encode(&sample(), 7).unwrap();
-        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let newer = CURRENT_VERSION + 1;
+        bytes[8..12].copy_from_slice(&newer.to_le_bytes());
         let error = decode(&reseal(bytes)).unwrap_err();
-        assert!(matches!(error, RecordError::UnknownVersion { version: 3 }));
-        assert!(error.to_string().contains("version 3"), "{error}");
+        assert!(matches!(error, RecordError::UnknownVersion { version } if version == newer));
+        assert!(
+            error.to_string().contains(&format!("version {newer}")),
+            "{error}"
+        );
     }
 
     fn with_payload(payload: &[u8]) -> Vec<u8> {

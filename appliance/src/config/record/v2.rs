@@ -535,6 +535,7 @@ impl TryFrom<ConfigRecordV2> for Config {
             smb_shares,
             snapshot_tasks,
             next_task_id: record.next_task_id,
+            ..Config::default()
         };
         config.validate()?;
         Ok(config)
