@@ -152,7 +152,9 @@ impl Book {
             return None;
         }
         let recently_cleared = self.history.iter().rev().any(|a| {
-            a.id == r.id && a.cleared.is_some_and(|c| now.saturating_sub(c) < QUIET_AFTER_CLEAR)
+            a.id == r.id
+                && a.cleared
+                    .is_some_and(|c| now.saturating_sub(c) < QUIET_AFTER_CLEAR)
         });
         let quiet = recently_cleared && r.severity < Severity::Critical;
         let alert = Alert {
@@ -167,7 +169,9 @@ impl Book {
             dismissible: r.dismissible,
         };
         match alert.severity {
-            Severity::Critical => log::error!("ALERT {}: {}: {}", alert.id, alert.title, alert.message),
+            Severity::Critical => {
+                log::error!("ALERT {}: {}: {}", alert.id, alert.title, alert.message)
+            }
             _ => log::warn!("alert {}: {}: {}", alert.id, alert.title, alert.message),
         }
         let notice = (!quiet).then(|| Notice::of(&alert, NoticeState::Raised, now));
@@ -229,7 +233,9 @@ impl Book {
     /// itself (they clear when the condition ends).
     pub fn dismiss(&mut self, id: &str, now: u64) -> Result<Option<Notice>, String> {
         match self.active.get(id) {
-            None => Err(format!("no active alert has the id {id}; 'alert list' shows them")),
+            None => Err(format!(
+                "no active alert has the id {id}; 'alert list' shows them"
+            )),
             Some(a) if !a.dismissible => Err(format!(
                 "alert {id} clears by itself when its condition ends ({}); it cannot be dismissed",
                 a.title
@@ -298,13 +304,19 @@ impl Book {
                 Ok(book) => (book, None),
                 Err(e) => (
                     Book::default(),
-                    Some(format!("{} is damaged ({e}); starting an empty alert book", path.display())),
+                    Some(format!(
+                        "{} is damaged ({e}); starting an empty alert book",
+                        path.display()
+                    )),
                 ),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Book::default(), None),
             Err(e) => (
                 Book::default(),
-                Some(format!("cannot read {}: {e}; starting an empty alert book", path.display())),
+                Some(format!(
+                    "cannot read {}: {e}; starting an empty alert book",
+                    path.display()
+                )),
             ),
         }
     }
@@ -333,9 +345,16 @@ mod tests {
     #[test]
     fn raise_once_clear_once() {
         let mut b = Book::default();
-        let n = b.raise(r("pool.degraded", Severity::Critical), 100).unwrap();
-        assert_eq!((n.state, n.severity), (NoticeState::Raised, Severity::Critical));
-        assert!(b.raise(r("pool.degraded", Severity::Critical), 160).is_none());
+        let n = b
+            .raise(r("pool.degraded", Severity::Critical), 100)
+            .unwrap();
+        assert_eq!(
+            (n.state, n.severity),
+            (NoticeState::Raised, Severity::Critical)
+        );
+        assert!(b
+            .raise(r("pool.degraded", Severity::Critical), 160)
+            .is_none());
         assert_eq!(b.active()[0].last_seen, 160);
         assert_eq!(b.active()[0].first_seen, 100);
         let c = b.clear("pool.degraded", 200).unwrap();
@@ -361,11 +380,18 @@ mod tests {
         assert!(b.raise(r("disk.sda.temp", Severity::Warning), 0).is_some());
         assert!(b.clear("disk.sda.temp", 60).is_some());
         // Back within the hour: shown, not sent; its clear not sent either.
-        assert!(b.raise(r("disk.sda.temp", Severity::Warning), 120).is_none());
+        assert!(b
+            .raise(r("disk.sda.temp", Severity::Warning), 120)
+            .is_none());
         assert!(b.is_active("disk.sda.temp"));
         assert!(b.clear("disk.sda.temp", 180).is_none());
         // After the quiet hour it is news again.
-        assert!(b.raise(r("disk.sda.temp", Severity::Warning), 180 + QUIET_AFTER_CLEAR).is_some());
+        assert!(b
+            .raise(
+                r("disk.sda.temp", Severity::Warning),
+                180 + QUIET_AFTER_CLEAR
+            )
+            .is_some());
         // A critical one is always sent.
         let mut b = Book::default();
         b.raise(r("x", Severity::Critical), 0);
@@ -381,7 +407,10 @@ mod tests {
         assert!(b.reminders(REMIND_EVERY - 1).is_empty());
         let rem = b.reminders(REMIND_EVERY);
         assert_eq!(rem.len(), 1);
-        assert_eq!((rem[0].id.as_str(), rem[0].state), ("a", NoticeState::Reminder));
+        assert_eq!(
+            (rem[0].id.as_str(), rem[0].state),
+            ("a", NoticeState::Reminder)
+        );
         assert!(b.reminders(REMIND_EVERY + 10).is_empty());
         assert_eq!(b.reminders(2 * REMIND_EVERY).len(), 1);
     }
@@ -394,7 +423,10 @@ mod tests {
         let cleared = b.clear_family("task.", &|id| id == "task.2.failed", 5);
         assert_eq!(cleared.len(), 1);
         assert!(b.is_active("task.2.failed") && !b.is_active("task.1.failed"));
-        assert!(b.dismiss("task.2.failed", 6).unwrap_err().contains("clears by itself"));
+        assert!(b
+            .dismiss("task.2.failed", 6)
+            .unwrap_err()
+            .contains("clears by itself"));
         b.raise(
             Raise {
                 dismissible: true,
@@ -403,7 +435,10 @@ mod tests {
             7,
         );
         assert!(b.dismiss("member.2.errors", 8).unwrap().is_some());
-        assert!(b.dismiss("nope", 9).unwrap_err().contains("no active alert"));
+        assert!(b
+            .dismiss("nope", 9)
+            .unwrap_err()
+            .contains("no active alert"));
         assert_eq!(b.counts(), [0, 1, 0]);
     }
 

@@ -29,7 +29,10 @@ impl std::fmt::Debug for Channels {
         f.debug_struct("Channels")
             .field("mail", &self.mail)
             .field("webhook", &self.webhook)
-            .field("mail_password", &self.mail_password.as_ref().map(|_| "(set)"))
+            .field(
+                "mail_password",
+                &self.mail_password.as_ref().map(|_| "(set)"),
+            )
             .field("hostname", &self.hostname)
             .finish()
     }
@@ -71,7 +74,11 @@ pub fn subject(hostname: &str, n: &Notice) -> String {
         }
         NoticeState::Cleared => format!("[{hostname}] CLEARED: {}", n.title),
         NoticeState::Reminder => {
-            format!("[{hostname}] {}: {} (still active)", n.severity.upper(), n.title)
+            format!(
+                "[{hostname}] {}: {} (still active)",
+                n.severity.upper(),
+                n.title
+            )
         }
     }
 }
@@ -156,8 +163,7 @@ pub fn send_mail(channels: &Channels, n: &Notice) -> Result<String, String> {
         .map_err(|e| format!("cannot build the message: {e}"))?;
     let server = mail.server.as_str();
     let tls = |server: &str| {
-        TlsParameters::new(server.to_owned())
-            .map_err(|e| format!("TLS setup for {server}: {e}"))
+        TlsParameters::new(server.to_owned()).map_err(|e| format!("TLS setup for {server}: {e}"))
     };
     let tls = match mail.tls {
         MailTls::StartTls => Tls::Required(tls(server)?),
@@ -269,7 +275,13 @@ pub fn send_webhook(channels: &Channels, n: &Notice) -> Result<String, String> {
 /// Header values must be visible ASCII: other characters become '?'.
 fn ascii_header(text: &str) -> String {
     text.chars()
-        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -300,7 +312,8 @@ mod tests {
             subject("nas", &n(NoticeState::Cleared)),
             "[nas] CLEARED: pool tank is degraded"
         );
-        let v: serde_json::Value = serde_json::from_str(&json("nas", &n(NoticeState::Cleared))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&json("nas", &n(NoticeState::Cleared))).unwrap();
         assert_eq!(v["state"], "cleared");
         assert_eq!(v["severity"], "critical");
         assert_eq!(v["host"], "nas");

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-pub use book::{Alert, Book, Notice, NoticeState, Raise, Severity};
+pub use book::{Book, Notice, NoticeState, Raise, Severity};
 
 /// `alerts/` on the pool.
 pub fn dir() -> PathBuf {

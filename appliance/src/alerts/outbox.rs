@@ -162,7 +162,10 @@ impl Outbox {
     /// queued in memory are written there.
     pub fn attach(&self, dir: &Path) {
         if let Err(e) = std::fs::create_dir_all(dir) {
-            log::error!("alert outbox {}: {e}; messages stay in memory", dir.display());
+            log::error!(
+                "alert outbox {}: {e}; messages stay in memory",
+                dir.display()
+            );
             return;
         }
         let mut st = self.lock();
@@ -178,7 +181,12 @@ impl Outbox {
             m.seq += base;
             st.pending.insert(m.seq, m);
         }
-        st.next_seq = st.pending.keys().max().map_or(1, |s| s + 1).max(st.next_seq + base);
+        st.next_seq = st
+            .pending
+            .keys()
+            .max()
+            .map_or(1, |s| s + 1)
+            .max(st.next_seq + base);
         st.dir = Some(dir.to_path_buf());
         for m in st.pending.values() {
             let path = file_path(dir, m);
@@ -219,6 +227,7 @@ impl Outbox {
     }
 
     /// Ends [`Outbox::run`] (tests).
+    #[cfg(test)]
     pub fn stop(&self) {
         self.lock().stopping = true;
         self.wake.notify_all();
@@ -494,7 +503,10 @@ mod tests {
         );
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         let last = o.last_results();
-        assert_eq!(last[&ChannelKind::Webhook].outcome, Ok("200 OK".to_string()));
+        assert_eq!(
+            last[&ChannelKind::Webhook].outcome,
+            Ok("200 OK".to_string())
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

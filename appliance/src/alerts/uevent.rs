@@ -44,7 +44,11 @@ pub fn parse(datagram: &[u8]) -> Option<Uevent> {
     for field in fields {
         let text = std::str::from_utf8(field).ok()?;
         let (key, value) = text.split_once('=')?;
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
             return None;
         }
         vars.insert(key.to_owned(), value.to_owned());
