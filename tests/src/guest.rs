@@ -152,6 +152,35 @@ impl Guest {
         }
     }
 
+    /// Like [`Guest::expect`] for the echo of a typed line, which kernel messages printed to
+    /// the console may cut in two (`pool sta[   26.7] BTRFS error ...\ntus`): kernel lines are
+    /// skipped while matching.
+    fn expect_echo(&mut self, echo: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.output;
+        let mut out = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(end) = out
+                .text
+                .get(self.mark..)
+                .and_then(|t| find_skipping_kernel_lines(t, echo))
+            {
+                self.mark += end;
+                return Ok(());
+            }
+            let now = Instant::now();
+            if out.closed || now >= deadline {
+                drop(out);
+                // Say what was seen, as `expect` does.
+                return self.expect(echo, Duration::ZERO).map(|_| ());
+            }
+            out = cv
+                .wait_timeout(out, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// Waits for the first prompt.
     pub fn wait_prompt(&mut self, timeout: Duration) -> Result<()> {
         self.expect("Type 'help' for commands.", timeout)?;
@@ -190,7 +219,7 @@ impl Guest {
         // Wait for the echo first, so a prompt printed before the command is not taken for its
         // end; long lines are echoed only up to the editor's limit, so match their start.
         let echo: String = line.chars().take(40).collect();
-        self.expect(&echo, timeout)?;
+        self.expect_echo(&echo, timeout)?;
         let text = self.expect(&format!("\n{PROMPT}"), timeout)?;
         let body = text.trim_end_matches(PROMPT);
         // Drop the rest of the echo line.
@@ -481,5 +510,62 @@ mod tests {
         assert_eq!(incomplete_tail(&text[..5]), 2);
         assert_eq!(incomplete_tail(b"abc"), 0);
         assert_eq!(incomplete_tail(&[0xff]), 0);
+    }
+}
+
+/// The end (a byte offset in `text`) of the first match of `needle` in `text`, not counting
+/// kernel log lines (`[   26.698838] ...` up to the end of their line) that cut into it.
+pub fn find_skipping_kernel_lines(text: &str, needle: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let is_kernel_stamp = |at: usize| {
+        let rest = &bytes[at..];
+        if rest.first() != Some(&b'[') {
+            return None;
+        }
+        let close = rest.iter().position(|&b| b == b']')?;
+        let inside = &rest[1..close];
+        let stamp = inside
+            .iter()
+            .all(|b| b.is_ascii_digit() || *b == b' ' || *b == b'.')
+            && inside.contains(&b'.')
+            && inside.iter().any(u8::is_ascii_digit);
+        stamp.then(|| {
+            rest.iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |nl| nl + 1)
+        })
+    };
+    let mut kept: Vec<(u8, usize)> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(len) = is_kernel_stamp(i) {
+            i += len;
+            continue;
+        }
+        kept.push((bytes[i], i));
+        i += 1;
+    }
+    let needle = needle.as_bytes();
+    if needle.is_empty() {
+        return Some(0);
+    }
+    kept.windows(needle.len())
+        .find(|w| w.iter().map(|(b, _)| *b).eq(needle.iter().copied()))
+        .map(|w| w[w.len() - 1].1 + 1)
+}
+
+#[cfg(test)]
+mod echo_tests {
+    use super::find_skipping_kernel_lines as find;
+
+    #[test]
+    fn kernel_lines_inside_an_echo_are_skipped() {
+        let text =
+            "tank> pool sta[   26.698838] BTRFS error (device sda): x\n[   26.7] more\ntus\nout";
+        let end = find(text, "pool status").unwrap();
+        assert_eq!(&text[end..], "\nout");
+        assert_eq!(find("a pool status b", "pool status"), Some(13));
+        assert_eq!(find("pool sta[not a stamp]tus", "pool status"), None);
+        assert_eq!(find("nothing", "pool status"), None);
     }
 }

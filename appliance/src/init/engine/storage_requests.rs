@@ -405,6 +405,8 @@ impl Appliance {
                     }
                 }
                 self.commit(new)?;
+                self.alerts_pool_mounted();
+                self.check_pool_alerts();
                 self.start_nfs();
                 self.start_smb();
                 let size = self
