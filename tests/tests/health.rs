@@ -120,18 +120,26 @@ fn sata_and_nvme_health() {
     );
     let raised = http
         .wait_for(
-            |r| r.json().is_ok_and(|j| j["id"] == "disk.nvme0n1.health" && j["state"] == "raised"),
+            |r| {
+                r.json()
+                    .is_ok_and(|j| j["id"] == "disk.nvme0n1.health" && j["state"] == "raised")
+            },
             Duration::from_secs(60),
         )
         .expect("the NVMe critical warning reaches the webhook");
     let json = raised.json().unwrap();
     assert_eq!(json["severity"], "critical", "{json}");
     assert!(
-        json["message"].as_str().is_some_and(|m| m.contains("TANK-NVME0") && m.contains("spare")),
+        json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("TANK-NVME0") && m.contains("spare")),
         "{json}"
     );
     let list = guest.run("alert list", t).unwrap();
-    assert!(list.contains("disk.nvme0n1.health") && list.contains("CRITICAL"), "{list}");
+    assert!(
+        list.contains("disk.nvme0n1.health") && list.contains("CRITICAL"),
+        "{list}"
+    );
     guest
         .qom_set("/machine/peripheral/nvme0", "smart_critical_warning", 0)
         .expect("QMP qom-set smart_critical_warning 0");
@@ -143,7 +151,10 @@ fn sata_and_nvme_health() {
         "{health}"
     );
     http.wait_for(
-        |r| r.json().is_ok_and(|j| j["id"] == "disk.nvme0n1.health" && j["state"] == "cleared"),
+        |r| {
+            r.json()
+                .is_ok_and(|j| j["id"] == "disk.nvme0n1.health" && j["state"] == "cleared")
+        },
         Duration::from_secs(60),
     )
     .expect("the cleared NVMe alert reaches the webhook");

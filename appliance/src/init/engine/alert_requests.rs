@@ -880,3 +880,128 @@ fn channel_name(c: AlertChannel) -> &'static str {
         AlertChannel::Webhook => "webhook",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::channel;
+
+    use super::*;
+    use crate::console::{Consoles, Request};
+
+    fn appliance() -> Appliance {
+        let (tx, rx) = channel();
+        let consoles = Consoles::start(&[], "tank", tx.clone());
+        let mut a = Appliance::new(&board::QEMU_X86_64, 0.0, rx, tx, consoles);
+        a.assemble = |_, _| Ok(None);
+        a
+    }
+
+    fn parse(line: &str) -> Request {
+        match crate::console::parse::parse(line).unwrap() {
+            crate::console::parse::Parsed::Request(r) => r,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failing_task_raises_one_alert_and_clears_it() {
+        let mut a = appliance();
+        let e = "cannot snapshot".to_string();
+        for _ in 0..3 {
+            a.task_alert(1, "media", Some(&e));
+        }
+        a.task_alert(12, "backup", Some(&e));
+        let alerts = a.status_alerts();
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        assert!(
+            alerts[0].contains("snapshot task 1 (media) failed")
+                && alerts[0].contains("[task.1.failed]")
+        );
+        a.task_alert(1, "media", None);
+        let alerts = a.status_alerts();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert!(alerts[0].contains("task.12.failed"));
+        let history = a.alert_table(false);
+        assert!(history
+            .rows
+            .iter()
+            .any(|r| r[1] == "task.1.failed" && !r[5].is_empty()));
+        // Conditions the appliance checks cannot be dismissed.
+        let refused = a
+            .request(parse("alert dismiss task.12.failed"))
+            .unwrap_err();
+        assert!(refused.contains("clears by itself"), "{refused}");
+    }
+
+    #[test]
+    fn channels_are_set_shown_and_removed() {
+        let mut a = appliance();
+        let Reply::Table(t) = a.request(parse("alert show")).unwrap() else {
+            panic!()
+        };
+        assert!(t.rows.is_empty() && t.empty.contains("no alert channels"));
+        let done = a
+            .request(parse("alert webhook http://10.0.2.2:9/h format ntfy"))
+            .unwrap();
+        assert!(
+            matches!(done, Reply::Done(ref s) if s.contains("without TLS")),
+            "{done:?}"
+        );
+        assert_eq!(
+            a.config.alerts.webhook.as_ref().map(|w| w.format),
+            Some(crate::config::alerting::WebhookFormat::Ntfy)
+        );
+        assert!(a.outbox.channels().has(ChannelKind::Webhook));
+        // A mail user's password lives on the pool: without one it is refused, nothing set.
+        let refused = a
+            .request(parse(
+                "alert mail to o@example.com server smtp.example.com user o",
+            ))
+            .unwrap_err();
+        assert!(refused.contains("create or import a pool"), "{refused}");
+        assert!(a.config.alerts.mail.is_none());
+        a.request(parse("alert mail to o@example.com server 10.0.2.2 tls off"))
+            .unwrap();
+        let Reply::Table(t) = a.request(parse("alert show")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.rows.len(), 2);
+        assert!(
+            t.rows[0][1].contains("via 10.0.2.2:25 tls off"),
+            "{:?}",
+            t.rows
+        );
+        a.request(parse("alert remove webhook")).unwrap();
+        assert!(a
+            .request(parse("alert remove webhook"))
+            .unwrap_err()
+            .contains("no webhook"));
+        assert!(!a.outbox.channels().has(ChannelKind::Webhook));
+        a.request(parse("alert temperature nvme 80")).unwrap();
+        assert_eq!(a.config.alerts.nvme_temp_limit, 80);
+    }
+
+    #[test]
+    fn a_critical_alert_is_queued_and_reminded() {
+        let mut a = appliance();
+        a.request(parse("alert webhook http://10.0.2.2:9/h"))
+            .unwrap();
+        a.raise_alert(raise(
+            "pool.degraded",
+            Severity::Critical,
+            "t".into(),
+            "m".into(),
+        ));
+        // Raised again by the next check: no second message.
+        a.raise_alert(raise(
+            "pool.degraded",
+            Severity::Critical,
+            "t".into(),
+            "m".into(),
+        ));
+        assert_eq!(a.outbox.pending().len(), 1);
+        a.clear_alert("pool.degraded");
+        let states: Vec<_> = a.outbox.pending().iter().map(|m| m.notice.state).collect();
+        assert_eq!(states, [NoticeState::Raised, NoticeState::Cleared]);
+    }
+}

@@ -277,7 +277,7 @@ impl Appliance {
                 Ok(line) => log::info!("snapshot task {}: {line}", task.id),
                 Err(e) => log::error!("snapshot task {}: {e}", task.id),
             }
-            self.task_alert(task.id, &task.dataset.to_string(), result.as_ref().err());
+            self.task_alert(task.id, task.dataset.as_str(), result.as_ref().err());
             self.task_results.insert(
                 task.id,
                 format!(
@@ -364,7 +364,7 @@ impl Appliance {
 impl Appliance {
     /// One alert per failing task (`task.ID.failed`): a task failing every minute does not
     /// pile them up, and a task that works again clears it.
-    fn task_alert(&mut self, task: u32, dataset: &str, failure: Option<&String>) {
+    pub(super) fn task_alert(&mut self, task: u32, dataset: &str, failure: Option<&String>) {
         let id = format!("task.{task}.failed");
         match failure {
             Some(e) => self.raise_alert(crate::alerts::Raise {
