@@ -103,6 +103,15 @@ fn parse_mail(args: &[&str]) -> Result<AlertRequest, ParseError> {
     let to = to.ok_or_else(|| err("'alert mail' needs 'to ADDRESS'", MAIL_USAGE))?;
     let server = server.ok_or_else(|| err("'alert mail' needs 'server HOST'", MAIL_USAGE))?;
     let tls = tls.unwrap_or(MailTls::StartTls);
+    if tls == MailTls::Off && !server.is_lan() {
+        return Err(err(
+            format!(
+                "'tls off' sends mail and any password in the clear: it is only for a relay on the \
+                 LAN, and {server} is not a private address or a .lan/.local name"
+            ),
+            "use 'tls starttls' (port 587) or 'tls implicit' (port 465)",
+        ));
+    }
     Ok(AlertRequest::Mail {
         channel: MailChannel {
             to,
@@ -178,6 +187,10 @@ mod tests {
                 "no option 'colour'",
             ),
             ("mail to a@b.c server", "'server' needs a value"),
+            (
+                "mail to a@b.c server smtp.gmail.com tls off",
+                "only for a relay on the LAN",
+            ),
         ] {
             let e = p(line).unwrap_err();
             assert!(e.message.contains(says), "{line}: {e}");

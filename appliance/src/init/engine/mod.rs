@@ -537,7 +537,10 @@ impl Appliance {
         let mut alerts = self.status_alerts();
         if let Some(p) = &pool_status {
             if p.health != crate::storage::Health::Online {
-                alerts.push(format!("pool {} is {}", p.name, p.health));
+                // The pool.degraded alert says so already once the minute check has run.
+                if !self.book.is_active("pool.degraded") {
+                    alerts.push(format!("pool {} is {}", p.name, p.health));
+                }
                 alerts.extend(p.advice.iter().cloned());
             }
         }
