@@ -2,14 +2,15 @@
 //! sink and an HTTP sink on the host (the guest reaches the host at 10.0.2.2) receive
 //! `alert test`; a pool member pulled out at run time (QMP `device_del`) raises a critical
 //! alert that both receive within 60 s, the mail one after the mail sink, down when the disk
-//! went, comes back; `pool replace` onto the spare disk clears it.
+//! went, comes back (a reboot in between: the mail waits on the pool); `pool replace` onto the
+//! spare disk clears it.
 //!
 //! Needs the image from `cargo xtask image` (`cargo xtask test` builds it) and
 //! qemu-system-x86_64.
 
 use std::time::{Duration, Instant};
 
-use tank_tests::console::{create_pool, disk_named, ok};
+use tank_tests::console::{create_pool, disk_named, ok, reboot};
 use tank_tests::sinks::{HttpSink, SmtpSink, HOST_FROM_GUEST};
 
 const GIB: u64 = 1 << 30;
@@ -152,6 +153,22 @@ fn alerts_reach_mail_and_webhook_across_a_pulled_disk() {
         show.lines()
             .any(|l| l.starts_with("mail") && l.contains("FAILED")),
         "{show}"
+    );
+
+    // The undelivered mail waits on the pool: a reboot loses nothing and announces nothing
+    // twice (the webhook gets no second "raised").
+    reboot(&mut guest);
+    // (Not `ok`: the failed delivery's reason holds "Connection error:".)
+    let show = guest.run("alert show", Duration::from_secs(30)).unwrap();
+    let waiting = show
+        .lines()
+        .find(|l| l.starts_with("mail"))
+        .and_then(|l| l.split("tank@example.com").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(
+        waiting.is_some_and(|n| n >= 1) && !show.contains("no mail channel"),
+        "the mail is not waiting after the reboot:\n{show}"
     );
 
     // The sink comes back on the same port: the queued mail arrives.

@@ -204,8 +204,11 @@ fn mail_error(server: &str, port: u16, e: &lettre::transport::smtp::Error) -> St
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
         source = s.source();
     }
     if let Some(code) = e.status() {

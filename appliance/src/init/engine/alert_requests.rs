@@ -157,8 +157,9 @@ impl Appliance {
             );
         }
         self.book = saved;
-        self.outbox.attach(&alerts::outbox_dir());
+        // Channels first: the saved messages go out as soon as they are loaded.
         self.sync_channels();
+        self.outbox.attach(&alerts::outbox_dir());
         for n in notices.drain(..) {
             self.announce(Some(n));
         }
