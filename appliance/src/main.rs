@@ -10,6 +10,7 @@ mod console;
 mod init;
 mod kmod;
 mod logger;
+mod logstore;
 mod net;
 mod nfs;
 mod rpc;

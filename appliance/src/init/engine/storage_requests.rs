@@ -99,6 +99,7 @@ impl Appliance {
                 self.persistence = Persistence::Broken(e.to_string());
             }
         }
+        crate::logstore::attach_to(&crate::storage::meta_dir());
         for problem in storage::mount_datasets(&self.config) {
             log::error!("{problem}");
             self.alerts.push(problem);
@@ -324,7 +325,10 @@ impl Appliance {
                 new.pool = Some(pool);
                 new.datasets.clear();
                 match crate::config::Store::create(crate::storage::config_dir()) {
-                    Ok((store, _)) => self.persistence = Persistence::Store(store),
+                    Ok((store, _)) => {
+                        self.persistence = Persistence::Store(store);
+                        crate::logstore::attach_to(&crate::storage::meta_dir());
+                    }
                     Err(e) => {
                         return Err(format!(
                         "the pool was created but its configuration store cannot be opened: {e}"
