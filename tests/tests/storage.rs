@@ -371,7 +371,15 @@ fn bit_rot_is_repaired_by_scrub() {
         .and_then(|s| s.split(',').next())
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
-    assert!(corrected > 0, "scrub corrected nothing:\n{out}");
+    // The read above may have met the damaged copy and repaired it itself (btrfs picks a copy
+    // by the reader's pid and the chunk's stripe order, which depends on what the pool holds);
+    // otherwise the scrub did.
+    let log = guest.run("log 1000", T).unwrap();
+    let repaired_by_read = log.contains("read error corrected");
+    assert!(
+        corrected > 0 || repaired_by_read,
+        "neither the read nor the scrub repaired the damaged copy:\n{out}\n{log}"
+    );
     assert!(out.contains("uncorrectable 0"), "{out}");
     assert!(ok(&mut guest, "file checksum media/rot.bin").contains(&sum));
     poweroff(&mut guest);
