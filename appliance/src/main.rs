@@ -11,6 +11,7 @@ mod console;
 mod init;
 mod kmod;
 mod logger;
+mod logstore;
 mod net;
 mod nfs;
 mod rpc;

@@ -132,6 +132,19 @@ fn console_status_garbage_reboot_poweroff() {
         missing.first()
     );
     assert!(log.contains("tank: mark: burst end"), "{log}");
+    // With wall-clock times: `2026-12-04 20:31:02 tank: mark: burst 0`.
+    let first = log
+        .lines()
+        .find(|l| l.ends_with("tank: mark: burst 0"))
+        .unwrap_or_default();
+    let stamp = first.split(' ').take(2).collect::<Vec<_>>();
+    assert!(
+        stamp.len() == 2
+            && stamp[0].len() == 10
+            && stamp[0].starts_with("20")
+            && stamp[1].len() == 8,
+        "{first}"
+    );
 
     // reboot comes back to the prompt.
     guest.skip_output();
@@ -140,6 +153,9 @@ fn console_status_garbage_reboot_poweroff() {
     guest.wait_prompt(BOOT).expect("the prompt after reboot");
     let status = guest.run("status", t).unwrap();
     assert!(status.contains("uptime:"), "{status}");
+    // Without a pool no earlier boot is kept, and the console says why.
+    let out = guest.run("log boot -1", t).unwrap();
+    assert!(out.contains("no pool is mounted"), "{out}");
 
     // poweroff ends QEMU cleanly.
     guest.skip_output();

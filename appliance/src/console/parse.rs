@@ -39,7 +39,17 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         noun: "system",
         usage: "system log [LINES]",
-        about: "the last lines of the kernel and init log (also: log)",
+        about: "the last lines of this boot's kernel and init log, UTC times (also: log)",
+    },
+    CommandHelp {
+        noun: "system",
+        usage: "log boot 0|-N [LINES]",
+        about: "the log of an earlier boot kept on the pool (-1 the previous one), or this one",
+    },
+    CommandHelp {
+        noun: "system",
+        usage: "log boots",
+        about: "the boots the log keeps: first and last time, lines",
     },
     CommandHelp {
         noun: "system",
@@ -282,7 +292,6 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
             no_more("poweroff", rest)?;
             Request::PowerOff
         }
-        "log" if rest == ["alerts"] => Request::Alert(AlertRequest::History),
         "log" => parse_log(rest)?,
         "alert" | "alerts" => Request::Alert(super::parse_alert::parse_alert(rest)?),
         "hostname" => parse_hostname(rest)?,
@@ -362,6 +371,9 @@ fn parse_log(rest: &[&str]) -> Result<Request, ParseError> {
             }
             Ok(Request::LogMark(text))
         }
+        ["boots"] => Ok(Request::LogBoots),
+        ["boot", args @ ..] => parse_log_boot(args),
+        ["alerts"] => Ok(Request::Alert(AlertRequest::History)),
         [n] => match n.parse::<usize>() {
             Ok(lines) if (1..=1000).contains(&lines) => Ok(Request::Log { lines }),
             _ => Err(err(
@@ -371,6 +383,47 @@ fn parse_log(rest: &[&str]) -> Result<Request, ParseError> {
         },
         _ => Err(err("'log' takes at most one number", "e.g. 'log 100'")),
     }
+}
+
+fn parse_log_boot(rest: &[&str]) -> Result<Request, ParseError> {
+    const HINT: &str =
+        "e.g. 'log boot -1' (the previous boot) or 'log boot -2 100' (its last 100 lines)";
+    let (which, lines) = match rest {
+        [which] => (*which, None),
+        [which, n] => (*which, Some(*n)),
+        _ => {
+            return Err(err(
+                "'log boot' takes a boot (0, -1, -2...) and at most a line count",
+                HINT,
+            ))
+        }
+    };
+    let back = match which.strip_prefix('-') {
+        Some(n) => n.parse::<u32>().ok().filter(|n| *n >= 1),
+        None => (which == "0").then_some(0),
+    };
+    let Some(back) = back else {
+        return Err(err(
+            format!(
+                "'{}' is not a boot: 0 is this one, -1 the previous one",
+                clip(which)
+            ),
+            HINT,
+        ));
+    };
+    let lines = match lines {
+        None => None,
+        Some(n) => match n.parse::<usize>() {
+            Ok(lines) if (1..=100_000).contains(&lines) => Some(lines),
+            _ => {
+                return Err(err(
+                    format!("'{}' is not a line count", clip(n)),
+                    "give a number from 1 to 100000",
+                ))
+            }
+        },
+    };
+    Ok(Request::LogBoot { back, lines })
 }
 
 fn parse_hostname(rest: &[&str]) -> Result<Request, ParseError> {
@@ -859,6 +912,42 @@ mod tests {
         );
         assert!(error("log mark").contains("needs the text"));
         assert_eq!(req("system log 5"), Request::Log { lines: 5 });
+        assert_eq!(
+            req("log boot -1"),
+            Request::LogBoot {
+                back: 1,
+                lines: None
+            }
+        );
+        assert_eq!(
+            req("system log boot -12 50"),
+            Request::LogBoot {
+                back: 12,
+                lines: Some(50)
+            }
+        );
+        assert_eq!(
+            req("log boot 0"),
+            Request::LogBoot {
+                back: 0,
+                lines: None
+            }
+        );
+        assert_eq!(req("log boots"), Request::LogBoots);
+        for bad in [
+            "log boot",
+            "log boot 1",
+            "log boot -0",
+            "log boot -x",
+            "log boot -1 0",
+        ] {
+            let e = error(bad);
+            assert!(
+                e.contains("log boot") || e.contains("line count"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(req("log alerts"), Request::Alert(AlertRequest::History));
         assert_eq!(req("hostname"), Request::Hostname(None));
         assert_eq!(
             req("hostname nas-1"),
@@ -1093,6 +1182,8 @@ mod tests {
             "show",
             "system",
             "log",
+            "boot",
+            "-1",
             "hostname",
             "reboot",
             "poweroff",

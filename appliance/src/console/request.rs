@@ -418,6 +418,14 @@ pub enum Request {
     },
     /// A line of the user's own in the log (`log mark TEXT`).
     LogMark(String),
+    /// The lines of boot `-back` (0 is this one), the last `lines` of them when given
+    /// (`log boot -N [LINES]`).
+    LogBoot {
+        back: u32,
+        lines: Option<usize>,
+    },
+    /// The boots the log keeps (`log boots`).
+    LogBoots,
     Pool(PoolRequest),
     Dataset(DatasetRequest),
     File(FileRequest),

@@ -48,6 +48,7 @@ pub fn boot() -> Appliance {
     // Step: early mounts. Nothing can be logged before /dev exists.
     let mount_errors = mounts::early();
     crate::logger::init();
+    crate::logstore::start();
     for e in &mount_errors {
         log::error!("boot: early mounts: {e}");
     }

@@ -7,7 +7,6 @@
 
 mod boot;
 mod engine;
-mod klog;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::Sender;

@@ -14,7 +14,7 @@ mod storage_requests;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
-use super::{boot, klog, Event};
+use super::{boot, Event};
 use crate::config::{Config, Store};
 use crate::console::request::{NetworkRequest, ServiceLine, StatusReport};
 use crate::console::{Consoles, Reply, Request};
@@ -381,7 +381,9 @@ impl Appliance {
             Request::Group(r) => self.group_request(r),
             Request::Snapshot(r) => self.snapshot_request(r),
             Request::Alert(r) => self.alert_request(r),
-            Request::Log { lines } => Ok(Reply::Log(klog::tail(lines))),
+            Request::Log { lines } => Ok(Reply::Log(crate::logstore::this_boot(lines))),
+            Request::LogBoot { back, lines } => crate::logstore::boot(back, lines).map(Reply::Log),
+            Request::LogBoots => Ok(Reply::Log(crate::logstore::boots())),
             Request::LogMark(text) => {
                 log::info!("mark: {text}");
                 Ok(Reply::Done("marked".into()))
@@ -655,6 +657,8 @@ impl Appliance {
             // A scrub stops here; a replace is paused by the kernel and resumes at the next mount.
             let _ = storage::scrub_cancel();
         }
+        // The log's last lines reach the pool before it is unmounted.
+        crate::logstore::close();
         let failure = kernel.finish(action);
         // Still here: the kernel refused after everything was unmounted. Mount the system's
         // file systems again and assemble the pool as at boot, which starts NFS and SMB again;
@@ -700,6 +704,8 @@ fn changes_config(request: &Request) -> bool {
         | Request::DiskTest { .. }
         | Request::Log { .. }
         | Request::LogMark(_)
+        | Request::LogBoot { .. }
+        | Request::LogBoots
         | Request::File(_)
         | Request::Hostname(None)
         | Request::Alert(

@@ -121,6 +121,7 @@ impl Appliance {
                 self.persistence = Persistence::Broken(e.to_string());
             }
         }
+        crate::logstore::attach_to(&crate::storage::meta_dir());
         if matches!(self.persistence, Persistence::Store(_)) {
             self.alerts_pool_mounted();
         }
@@ -397,7 +398,10 @@ impl Appliance {
                 new.pool = Some(pool);
                 new.datasets.clear();
                 match crate::config::Store::create(crate::storage::config_dir()) {
-                    Ok((store, _)) => self.persistence = Persistence::Store(store),
+                    Ok((store, _)) => {
+                        self.persistence = Persistence::Store(store);
+                        crate::logstore::attach_to(&crate::storage::meta_dir());
+                    }
                     Err(e) => {
                         return Err(format!(
                         "the pool was created but its configuration store cannot be opened: {e}"
