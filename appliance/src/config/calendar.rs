@@ -46,7 +46,9 @@ pub fn weekday(days: i64) -> u8 {
     (days + 3).rem_euclid(7) as u8
 }
 
-/// `2026-12-01 18:05 UTC`.
+/// `2026-12-01 18:05 UTC`, without the zone database (the console shows times through
+/// `system::clock::console_time`, in the zone in force).
+#[cfg(test)]
 pub fn utc_timestamp(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
     let (y, m, d) = civil_from_days(days);

@@ -22,6 +22,7 @@ pub fn reply(reply: &Reply) -> String {
         Reply::DiskHealth(readings) => table(&health_table(readings)),
         Reply::DiskHealthDetail(reading) => health_detail(reading),
         Reply::AskSecret { prompt, .. } => format!("{prompt}\n"),
+        Reply::Time(report) => super::time::render(report),
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Event {
     JobDone(JobOutcome),
     /// A minute passed: time to look at schedules.
     Tick,
+    /// One poll of the SNTP client ([`crate::net::sntp`]): the clock was set, or why not.
+    Clock(crate::net::sntp::Report),
     /// A supervised thread panicked (see [`crate::supervise`]): it runs again when
     /// `restarted`, otherwise it ended (a job's own end event follows from its guard).
     ThreadPanicked {
