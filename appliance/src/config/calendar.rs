@@ -116,9 +116,8 @@ pub fn last_local_slot(
                 }
             }
         }
-        if change.is_none() {
-            return None;
-        }
+        // No earlier change: the search is over.
+        change?;
         end = start - 1;
     }
     None

@@ -316,6 +316,17 @@ pub fn choose(dhcp: &[Ipv4Addr], configured: &[TimeServer]) -> (Source, Vec<(Str
     }
 }
 
+/// `10.0.2.2:1123`, or `pool.ntp.org (192.0.2.1:123)` when the address says more than the name.
+fn who(name: &str, address: SocketAddr) -> String {
+    if address.to_string() == name
+        || (address.port() == TimeServer::PORT && address.ip().to_string() == name)
+    {
+        name.to_owned()
+    } else {
+        format!("{name} ({address})")
+    }
+}
+
 fn server_text(host: &str, port: u16) -> String {
     match (port, host.contains(':')) {
         (TimeServer::PORT, _) => host.to_owned(),
@@ -533,8 +544,9 @@ fn poll_once(
             problems.push(format!("{name}: the name has no address"));
         }
         for address in addresses {
+            let peer = who(&name, address);
             if kisses.stopped.contains(&address) {
-                problems.push(format!("{name} ({address}): denied us; not asked again"));
+                problems.push(format!("{peer}: denied us; not asked again"));
                 continue;
             }
             if kisses
@@ -542,7 +554,7 @@ fn poll_once(
                 .get(&address)
                 .is_some_and(|until| Instant::now() < *until)
             {
-                problems.push(format!("{name} ({address}): asked us to slow down"));
+                problems.push(format!("{peer}: asked us to slow down"));
                 continue;
             }
             match ask(&name, address) {
@@ -561,18 +573,13 @@ fn poll_once(
                         Kiss::Other => "answer not used",
                     };
                     log::warn!(
-                        "sntp: {name} ({address}) sent kiss-of-death {}: {what}",
+                        "sntp: {peer} sent kiss-of-death {}: {what}",
                         kiss_text(&code)
                     );
-                    problems.push(format!(
-                        "{name} ({address}): kiss-of-death {}",
-                        kiss_text(&code)
-                    ));
+                    problems.push(format!("{peer}: kiss-of-death {}", kiss_text(&code)));
                 }
-                Err(Asked::Refused(refusal)) => {
-                    problems.push(format!("{name} ({address}): {refusal}"))
-                }
-                Err(Asked::Failed(e)) => problems.push(format!("{name} ({address}): {e}")),
+                Err(Asked::Refused(refusal)) => problems.push(format!("{peer}: {refusal}")),
+                Err(Asked::Failed(e)) => problems.push(format!("{peer}: {e}")),
             }
         }
     }
@@ -714,7 +721,7 @@ mod tests {
             t1.wrapping_add(shift as u64)
         };
         let mut b = vec![0u8; PACKET_LEN];
-        b[0] = (0 << 6) | (4 << 3) | 4;
+        b[0] = (4 << 3) | 4; // no leap warning, version 4, server
         b[1] = 2;
         b[2] = 6;
         b[3] = 0xec;
@@ -884,6 +891,13 @@ mod tests {
         );
         assert_eq!(server_text("fd00::1", 124), "[fd00::1]:124");
         assert_eq!(server_text("10.0.2.2", 123), "10.0.2.2");
+        let at = |a: &str| a.parse::<SocketAddr>().unwrap();
+        assert_eq!(who("10.0.2.2:1123", at("10.0.2.2:1123")), "10.0.2.2:1123");
+        assert_eq!(who("10.0.2.2", at("10.0.2.2:123")), "10.0.2.2");
+        assert_eq!(
+            who("pool.ntp.org", at("192.0.2.1:123")),
+            "pool.ntp.org (192.0.2.1:123)"
+        );
     }
 
     /// Random datagrams never panic the parser or the checks.
