@@ -1203,4 +1203,38 @@ mod tests {
             Some(at(2025, 2, 28, 23, 59))
         );
     }
+
+    /// A monthly scrub on a daylight saving day starts once: New York springs forward on
+    /// 2026-03-08 (02:30 does not exist: 03:00 EDT, 07:00 UTC) and Berlin falls back on
+    /// 2026-10-25 (02:30 happens twice: the first, 00:30 UTC).
+    #[test]
+    fn scrub_on_daylight_saving_days() {
+        for (zone, day, month, first) in [
+            ("America/New_York", 8, 3, at(2026, 3, 8, 7, 0)),
+            ("Europe/Berlin", 25, 10, at(2026, 10, 25, 0, 30)),
+        ] {
+            let zone = TimeZone::get(zone).unwrap();
+            let schedule = ScrubSchedule::Monthly {
+                day,
+                hour: 2,
+                minute: 30,
+            };
+            let mut last = Some(at(2026, month, 1, 0, 0));
+            let mut started = Vec::new();
+            let mut t = at(2026, month, u32::from(day) - 1, 12, 0) + 1;
+            while t < at(2026, month, u32::from(day) + 1, 12, 0) {
+                if schedule.is_due(last, t, &zone) {
+                    started.push(t - 1);
+                    last = Some(t);
+                }
+                t += 60;
+            }
+            assert_eq!(started, [first]);
+            assert_eq!(schedule.next_slot(first - 3600, &zone), Some(first));
+        }
+        assert_eq!(
+            ScrubSchedule::default().in_zone("Europe/Berlin"),
+            "monthly on day 1 at 03:00 Europe/Berlin"
+        );
+    }
 }

@@ -12,6 +12,9 @@ use crate::console::Reply;
 use crate::net::sntp::{self, Report, Source};
 use crate::system::clock;
 
+/// How the alert about a configured zone the database lacks begins (one at a time).
+const ZONE_ALERT: &str = "clock: ";
+
 /// A synchronization older than this (three of the longest poll intervals) no longer counts.
 pub const SYNC_VALID_SECS: u64 = 3 * sntp::MAX_POLL.as_secs();
 
@@ -123,6 +126,7 @@ impl Appliance {
                 new.time.zone = zone.clone();
                 self.commit(new)?;
                 let _ = clock::set_zone(&zone);
+                self.alerts.retain(|a| !a.starts_with(ZONE_ALERT));
                 Ok(Reply::Done(format!(
                     "time zone {zone}; it is now {}",
                     clock::console_time_precise(crate::storage::pool::now())
@@ -160,9 +164,10 @@ impl Appliance {
 
     /// Puts the time settings of a loaded configuration in force.
     pub(super) fn adopt_time(&mut self, time: &TimeSettings) {
+        self.alerts.retain(|a| !a.starts_with(ZONE_ALERT));
         if let Some(warning) = clock::set_zone(&time.zone) {
             log::warn!("{warning}");
-            self.alerts.push(warning);
+            self.alerts.push(format!("{ZONE_ALERT}{warning}"));
         }
         if let Some(client) = &self.sntp {
             client.set_servers(time.servers.clone());
@@ -271,6 +276,42 @@ mod tests {
             at,
             next_poll: 64,
         }
+    }
+
+    fn appliance() -> Appliance {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let consoles = crate::console::Consoles::start(&[], "tank", tx.clone());
+        Appliance::new(&board::QEMU_X86_64, 0.0, rx, tx, consoles)
+    }
+
+    #[test]
+    fn time_requests_change_the_configuration() {
+        let mut a = appliance();
+        // A zone the database lacks is refused with the reason; nothing changes.
+        let e = a
+            .time_request(TimeRequest::Zone("Europe/Berlinn".into()))
+            .unwrap_err();
+        assert!(e.contains("not in the time zone database"), "{e}");
+        assert_eq!(a.config.time.zone, "UTC");
+        let servers = vec![TimeServer::parse("10.0.2.2:1123").unwrap()];
+        let Ok(Reply::Done(done)) = a.time_request(TimeRequest::Servers(servers.clone())) else {
+            panic!("servers not set");
+        };
+        assert!(done.contains("10.0.2.2:1123"), "{done}");
+        assert_eq!(a.config.time.servers, servers);
+        let Ok(Reply::Time(report)) = a.time_request(TimeRequest::Show) else {
+            panic!("no report");
+        };
+        assert!(!report.synchronized);
+        assert_eq!(report.servers, "10.0.2.2:1123 (configured)");
+        a.clock_report(synced(crate::storage::pool::now(), 0.5, true));
+        let Ok(Reply::Time(report)) = a.time_request(TimeRequest::Show) else {
+            panic!("no report");
+        };
+        assert!(report.synchronized, "{report:?}");
+        assert!(report.last_offset.unwrap().starts_with("+0.500 s (stepped"));
+        assert!(a.time_request(TimeRequest::Servers(Vec::new())).is_ok());
+        assert!(a.config.time.servers.is_empty());
     }
 
     #[test]
