@@ -5,6 +5,7 @@
 //! [`kmod::modprobe_main`]) and exits.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod config;
 mod console;
 mod init;

@@ -1,5 +1,6 @@
 //! A running guest driven over its serial console: boot, wait for text, run console
-//! commands, press the power button through QMP, wait for QEMU to exit.
+//! commands, send QMP commands (the power button, pulling a disk out, setting a device
+//! property), wait for QEMU to exit.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -151,6 +152,35 @@ impl Guest {
         }
     }
 
+    /// Like [`Guest::expect`] for the echo of a typed line, which kernel messages printed to
+    /// the console may cut in two (`pool sta[   26.7] BTRFS error ...\ntus`): kernel lines are
+    /// skipped while matching.
+    fn expect_echo(&mut self, echo: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.output;
+        let mut out = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(end) = out
+                .text
+                .get(self.mark..)
+                .and_then(|t| find_skipping_kernel_lines(t, echo))
+            {
+                self.mark += end;
+                return Ok(());
+            }
+            let now = Instant::now();
+            if out.closed || now >= deadline {
+                drop(out);
+                // Say what was seen, as `expect` does.
+                return self.expect(echo, Duration::ZERO).map(|_| ());
+            }
+            out = cv
+                .wait_timeout(out, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// Waits for the first prompt.
     pub fn wait_prompt(&mut self, timeout: Duration) -> Result<()> {
         self.expect("Type 'help' for commands.", timeout)?;
@@ -189,7 +219,7 @@ impl Guest {
         // Wait for the echo first, so a prompt printed before the command is not taken for its
         // end; long lines are echoed only up to the editor's limit, so match their start.
         let echo: String = line.chars().take(40).collect();
-        self.expect(&echo, timeout)?;
+        self.expect_echo(&echo, timeout)?;
         let text = self.expect(&format!("\n{PROMPT}"), timeout)?;
         let body = text.trim_end_matches(PROMPT);
         // Drop the rest of the echo line.
@@ -243,28 +273,72 @@ impl Guest {
         }
     }
 
-    /// Sends a QMP command (e.g. `system_powerdown`).
+    /// Sends one QMP command and returns QEMU's reply (`{"return": ...}` or `{"error": ...}`).
+    /// `command` is a command name without arguments (`system_powerdown`) or a whole command
+    /// object (`{"execute":"device_del","arguments":{"id":"disk1"}}`).
     pub fn qmp(&mut self, command: &str) -> Result<serde_json::Value> {
-        let path = self.qmp.clone().context("no QMP socket")?;
-        let stream =
-            UnixStream::connect(&path).with_context(|| format!("QMP socket {}", path.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut line = String::new();
-        reader.read_line(&mut line)?; // greeting
-        let mut writer = stream;
-        writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
-        line.clear();
-        reader.read_line(&mut line)?;
-        writer.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())?;
-        loop {
-            line.clear();
-            reader.read_line(&mut line)?;
-            let v: serde_json::Value = serde_json::from_str(&line).context("QMP reply")?;
-            if v.get("return").is_some() || v.get("error").is_some() {
-                return Ok(v);
-            }
-        }
+        let command = if command.trim_start().starts_with('{') {
+            command.trim().to_string()
+        } else {
+            serde_json::json!({ "execute": command }).to_string()
+        };
+        self.qmp_session()?.execute(&command)
+    }
+
+    /// Pulls the data disk device `id` out of the running machine (`disk0`, ..., `nvme0`, ...:
+    /// see [`crate::qemu`]) and waits until QEMU reports it gone with the `DEVICE_DELETED`
+    /// event. A `scsi-hd` on virtio-scsi goes at once, without the guest's help; a PCI device
+    /// (`nvme` on the `pc` machine) waits for the guest to take part in ACPI hot-unplug; QEMU
+    /// refuses devices on buses without hotplug (`ide-hd` on AHCI, `nvme` on q35's root bus)
+    /// and the error says so.
+    pub fn device_del(&mut self, id: &str) -> Result<()> {
+        let mut qmp = self.qmp_session()?;
+        let command = serde_json::json!({ "execute": "device_del", "arguments": { "id": id } });
+        qmp.execute_ok(&command.to_string())
+            .with_context(|| format!("device_del {id}"))?;
+        qmp.wait_event(
+            |e| {
+                e["event"] == "DEVICE_DELETED"
+                    && (e["data"]["device"] == id
+                        || e["data"]["path"] == format!("/machine/peripheral/{id}").as_str())
+            },
+            Duration::from_secs(60),
+        )
+        .with_context(|| format!("QEMU accepted device_del {id} but did not delete it"))?;
+        Ok(())
+    }
+
+    /// Sets QOM property `property` of the object at `path` (`qom-set`), e.g. an NVMe disk's
+    /// `smart_critical_warning` at `/machine/peripheral/nvme0`.
+    pub fn qom_set(
+        &mut self,
+        path: &str,
+        property: &str,
+        value: impl Into<serde_json::Value>,
+    ) -> Result<()> {
+        let command = serde_json::json!({
+            "execute": "qom-set",
+            "arguments": { "path": path, "property": property, "value": value.into() },
+        });
+        self.qmp_session()?
+            .execute_ok(&command.to_string())
+            .with_context(|| format!("qom-set {path} {property}"))?;
+        Ok(())
+    }
+
+    /// Reads QOM property `property` of the object at `path` (`qom-get`).
+    pub fn qom_get(&mut self, path: &str, property: &str) -> Result<serde_json::Value> {
+        let command = serde_json::json!({
+            "execute": "qom-get",
+            "arguments": { "path": path, "property": property },
+        });
+        self.qmp_session()?
+            .execute_ok(&command.to_string())
+            .with_context(|| format!("qom-get {path} {property}"))
+    }
+
+    fn qmp_session(&self) -> Result<Qmp> {
+        Qmp::connect(self.qmp.as_ref().context("no QMP socket")?)
     }
 
     /// Waits for QEMU to exit.
@@ -290,6 +364,106 @@ impl Guest {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One connection to QEMU's QMP socket, past the capabilities negotiation. QEMU serves one
+/// client at a time; each call of the guest's QMP methods opens its own.
+struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    /// Events that arrived while waiting for a reply.
+    events: Vec<serde_json::Value>,
+}
+
+impl Qmp {
+    fn connect(path: &std::path::Path) -> Result<Qmp> {
+        let stream =
+            UnixStream::connect(path).with_context(|| format!("QMP socket {}", path.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+            events: Vec::new(),
+        };
+        qmp.read().context("QMP greeting")?;
+        qmp.execute_ok(r#"{"execute":"qmp_capabilities"}"#)?;
+        Ok(qmp)
+    }
+
+    fn read(&mut self) -> Result<serde_json::Value> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            bail!("QEMU closed the QMP socket");
+        }
+        serde_json::from_str(&line).with_context(|| format!("QMP sent {line:?}"))
+    }
+
+    /// Sends `command` (a JSON object) and returns the reply, keeping the events before it.
+    fn execute(&mut self, command: &str) -> Result<serde_json::Value> {
+        self.writer.write_all(command.as_bytes())?;
+        self.writer.write_all(b"\n")?;
+        loop {
+            let v = self.read().with_context(|| format!("reply to {command}"))?;
+            if v.get("return").is_some() || v.get("error").is_some() {
+                return Ok(v);
+            }
+            if v.get("event").is_some() {
+                self.events.push(v);
+            }
+        }
+    }
+
+    /// Like [`Qmp::execute`], with an error reply as an error; returns what `return` holds.
+    fn execute_ok(&mut self, command: &str) -> Result<serde_json::Value> {
+        let mut reply = self.execute(command)?;
+        if let Some(error) = reply.get("error") {
+            bail!(
+                "QEMU answered {}: {}",
+                error["class"].as_str().unwrap_or("an error"),
+                error["desc"].as_str().unwrap_or("(no description)")
+            );
+        }
+        Ok(reply["return"].take())
+    }
+
+    /// Waits up to `timeout` for an event `pred` accepts (one seen already counts).
+    fn wait_event(
+        &mut self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        if let Some(i) = self.events.iter().position(&pred) {
+            return Ok(self.events.remove(i));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let seen: Vec<String> = self
+                    .events
+                    .iter()
+                    .map(|e| e["event"].as_str().unwrap_or("?").to_string())
+                    .collect();
+                bail!("no such QMP event within {timeout:?}; events seen: {seen:?}");
+            }
+            self.reader.get_ref().set_read_timeout(Some(left))?;
+            match self.read() {
+                Ok(v) if pred(&v) => return Ok(v),
+                Ok(v) => self.events.push(v),
+                Err(e) => {
+                    let timed_out = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                        matches!(
+                            io.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        )
+                    });
+                    if !timed_out {
+                        return Err(e);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -336,5 +510,62 @@ mod tests {
         assert_eq!(incomplete_tail(&text[..5]), 2);
         assert_eq!(incomplete_tail(b"abc"), 0);
         assert_eq!(incomplete_tail(&[0xff]), 0);
+    }
+}
+
+/// The end (a byte offset in `text`) of the first match of `needle` in `text`, not counting
+/// kernel log lines (`[   26.698838] ...` up to the end of their line) that cut into it.
+pub fn find_skipping_kernel_lines(text: &str, needle: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let is_kernel_stamp = |at: usize| {
+        let rest = &bytes[at..];
+        if rest.first() != Some(&b'[') {
+            return None;
+        }
+        let close = rest.iter().position(|&b| b == b']')?;
+        let inside = &rest[1..close];
+        let stamp = inside
+            .iter()
+            .all(|b| b.is_ascii_digit() || *b == b' ' || *b == b'.')
+            && inside.contains(&b'.')
+            && inside.iter().any(u8::is_ascii_digit);
+        stamp.then(|| {
+            rest.iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |nl| nl + 1)
+        })
+    };
+    let mut kept: Vec<(u8, usize)> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(len) = is_kernel_stamp(i) {
+            i += len;
+            continue;
+        }
+        kept.push((bytes[i], i));
+        i += 1;
+    }
+    let needle = needle.as_bytes();
+    if needle.is_empty() {
+        return Some(0);
+    }
+    kept.windows(needle.len())
+        .find(|w| w.iter().map(|(b, _)| *b).eq(needle.iter().copied()))
+        .map(|w| w[w.len() - 1].1 + 1)
+}
+
+#[cfg(test)]
+mod echo_tests {
+    use super::find_skipping_kernel_lines as find;
+
+    #[test]
+    fn kernel_lines_inside_an_echo_are_skipped() {
+        let text =
+            "tank> pool sta[   26.698838] BTRFS error (device sda): x\n[   26.7] more\ntus\nout";
+        let end = find(text, "pool status").unwrap();
+        assert_eq!(&text[end..], "\nout");
+        assert_eq!(find("a pool status b", "pool status"), Some(13));
+        assert_eq!(find("pool sta[not a stamp]tus", "pool status"), None);
+        assert_eq!(find("nothing", "pool status"), None);
     }
 }

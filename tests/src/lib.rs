@@ -1,12 +1,14 @@
 //! The QEMU side of Tank's tests and tools: how a board is started in QEMU ([`qemu`]), a
 //! harness that drives a guest over its serial console ([`guest`]) and the test client guest
-//! that mounts the appliance with the kernel's NFS and CIFS clients ([`client`]). `xtask run`,
-//! `xtask bench` and the end-to-end tests in `tests/` all start guests through here.
+//! that mounts the appliance with the kernel's NFS and CIFS clients ([`client`]), and the
+//! servers on the host that alerts are delivered to ([`sinks`]: SMTP and a webhook). `xtask
+//! run`, `xtask bench` and the end-to-end tests in `tests/` all start guests through here.
 
 pub mod client;
 pub mod console;
 pub mod guest;
 pub mod qemu;
+pub mod sinks;
 
 use std::path::PathBuf;
 

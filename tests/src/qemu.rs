@@ -1,6 +1,7 @@
 //! The QEMU command line for a board: kernel and initramfs (or UEFI firmware and the flashable
 //! disk image), data disks, network with port forwards, socket links to other guests, serial
-//! console, QMP socket.
+//! console, QMP socket. Data disk devices have stable ids for QMP: `disk0`, `disk1`, ... and
+//! `nvme0`, ...
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -241,6 +242,8 @@ impl QemuConfig {
                 ]),
             };
         }
+        // Each data disk's device has the id of its drive (`disk0`, ..., `nvme0`, ...), so QMP
+        // can name it: `device_del` to pull it out, `qom-set` on `/machine/peripheral/<id>`.
         for (i, disk) in self.disks.iter().enumerate() {
             let letter = (b'a' + i as u8) as char;
             cmd.arg("-drive").arg(format!(
@@ -251,9 +254,9 @@ impl QemuConfig {
             match q.disk_bus {
                 DiskBus::VirtioScsi => cmd.args([
                     "-device",
-                    &format!("scsi-hd,drive=disk{i},bus=scsi0.0,channel=0,scsi-id={i},lun=0,serial={serial}"),
+                    &format!("scsi-hd,drive=disk{i},bus=scsi0.0,channel=0,scsi-id={i},lun=0,serial={serial},id=disk{i}"),
                 ]),
-                DiskBus::Ahci => cmd.args(["-device", &format!("ide-hd,drive=disk{i},bus=ide.{i},serial={serial}")]),
+                DiskBus::Ahci => cmd.args(["-device", &format!("ide-hd,drive=disk{i},bus=ide.{i},serial={serial},id=disk{i}")]),
             };
         }
         for (i, disk) in self.nvme_disks.iter().enumerate() {
@@ -263,7 +266,7 @@ impl QemuConfig {
             ));
             cmd.args([
                 "-device",
-                &format!("nvme,drive=nvme{i},serial=TANK-NVME{i}"),
+                &format!("nvme,drive=nvme{i},serial=TANK-NVME{i},id=nvme{i}"),
             ]);
         }
         if self.user_network {
@@ -394,13 +397,46 @@ mod tests {
             joined.contains("hostfwd=tcp:127.0.0.1:12049-:2049"),
             "{joined}"
         );
-        assert!(joined.contains("scsi-hd,drive=disk1"), "{joined}");
         assert!(
-            joined.contains("nvme,drive=nvme0,serial=TANK-NVME0"),
+            joined.contains(
+                "scsi-hd,drive=disk1,bus=scsi0.0,channel=0,scsi-id=1,lun=0,serial=TANK-SDB,id=disk1"
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("nvme,drive=nvme0,serial=TANK-NVME0,id=nvme0"),
             "{joined}"
         );
         assert!(joined.contains("-append console=ttyS0"), "{joined}");
         assert!(joined.contains("virtio-rng-pci"), "{joined}");
+    }
+
+    #[test]
+    fn ahci_disks_have_device_ids() {
+        let dir = std::env::temp_dir().join(format!("tank-qemu-ahci-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["vmlinuz", "initramfs.img"] {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        std::fs::write(dir.join("cmdline"), "console=ttyS0\n").unwrap();
+        let mut cfg = QemuConfig::new(&board::PC_X86_64, dir.clone());
+        cfg.disks = vec![dir.join("a.img"), dir.join("b.img")];
+        let args: Vec<String> = cfg
+            .command()
+            .unwrap()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let joined = args.join(" ");
+        assert!(
+            joined.contains("-device ide-hd,drive=disk0,bus=ide.0,serial=TANK-SDA,id=disk0"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("-device ide-hd,drive=disk1,bus=ide.1,serial=TANK-SDB,id=disk1"),
+            "{joined}"
+        );
     }
 
     #[test]

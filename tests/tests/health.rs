@@ -1,8 +1,10 @@
 //! Disk health on the pc-x86_64 board in one boot: a SATA disk on AHCI (QEMU's IDE emulation
 //! answers SMART RETURN STATUS, READ DATA, READ THRESHOLDS, READ LOG and EXECUTE OFF-LINE
 //! IMMEDIATE, reached through SG_IO and libata's ATA PASS-THROUGH translation) and an NVMe
-//! disk (QEMU's controller answers the health log page). The virtio-scsi board's "not
-//! available" is checked in `boot.rs`'s console test.
+//! disk (QEMU's controller answers the health log page). Setting QEMU's NVMe
+//! `smart_critical_warning` over QMP raises a critical alert that reaches a webhook sink on the
+//! host, and clearing it clears the alert. The virtio-scsi board's "not available" is checked
+//! in `boot.rs`'s console test.
 //!
 //! Needs the image from `cargo xtask image` (`cargo xtask test` builds it) and
 //! qemu-system-x86_64.
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use tank_tests::guest::Guest;
 use tank_tests::qemu::QemuConfig;
+use tank_tests::sinks::HttpSink;
 
 #[test]
 fn sata_and_nvme_health() {
@@ -97,6 +100,64 @@ fn sata_and_nvme_health() {
             || nvme_test.contains("does not support Device Self-test"),
         "{nvme_test}"
     );
+
+    // A critical warning set on the NVMe controller (QEMU's `smart_critical_warning`)
+    // raises a critical alert that reaches the webhook; clearing it clears the alert.
+    let http = HttpSink::start(None).expect("HTTP sink");
+    let set = guest
+        .run(&format!("alert webhook {}", http.guest_url("/nvme")), t)
+        .unwrap();
+    assert!(set.contains("alerts are posted to"), "{set}");
+    guest
+        .qom_set("/machine/peripheral/nvme0", "smart_critical_warning", 1)
+        .expect("QMP qom-set smart_critical_warning");
+    let health = guest.run("disk health", t).unwrap();
+    assert!(
+        health
+            .lines()
+            .any(|l| l.starts_with("nvme0n1") && l.contains("FAILING")),
+        "{health}"
+    );
+    let raised = http
+        .wait_for(
+            |r| {
+                r.json()
+                    .is_ok_and(|j| j["id"] == "disk.nvme0n1.health" && j["state"] == "raised")
+            },
+            Duration::from_secs(60),
+        )
+        .expect("the NVMe critical warning reaches the webhook");
+    let json = raised.json().unwrap();
+    assert_eq!(json["severity"], "critical", "{json}");
+    assert!(
+        json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("TANK-NVME0") && m.contains("spare")),
+        "{json}"
+    );
+    let list = guest.run("alert list", t).unwrap();
+    assert!(
+        list.contains("disk.nvme0n1.health") && list.contains("CRITICAL"),
+        "{list}"
+    );
+    guest
+        .qom_set("/machine/peripheral/nvme0", "smart_critical_warning", 0)
+        .expect("QMP qom-set smart_critical_warning 0");
+    let health = guest.run("disk health", t).unwrap();
+    assert!(
+        health
+            .lines()
+            .any(|l| l.starts_with("nvme0n1") && l.contains("PASSED")),
+        "{health}"
+    );
+    http.wait_for(
+        |r| {
+            r.json()
+                .is_ok_and(|j| j["id"] == "disk.nvme0n1.health" && j["state"] == "cleared")
+        },
+        Duration::from_secs(60),
+    )
+    .expect("the cleared NVMe alert reaches the webhook");
 
     guest.send(b"poweroff\r").unwrap();
     let exit = guest

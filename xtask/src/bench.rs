@@ -106,6 +106,48 @@ struct StorageFigures {
     raw_read_mib_s: f64,
     /// scrub / raw.
     scrub_to_raw_ratio: f64,
+    /// The init's RSS on the fresh pool with no alert channels (watching off), and after
+    /// mail and webhook channels to sinks on the host were set, `alert test` delivered through
+    /// both and every disk's health was read (watching on).
+    init_rss_watching_off_kib: u64,
+    init_rss_watching_on_kib: u64,
+    /// `alert test` through both channels, wall clock.
+    alert_test_s: f64,
+}
+
+/// The `init RSS N KiB` figure of `status`.
+fn rss_kib(guest: &mut Guest) -> Result<u64> {
+    let status = guest.run("status", Duration::from_secs(60))?;
+    number_after(&status, "init RSS")
+        .map(|k| k as u64)
+        .with_context(|| format!("no init RSS in status:\n{status}"))
+}
+
+/// RSS with watching off and on (see [`StorageFigures`]).
+fn watching_figures(guest: &mut Guest, fig: &mut StorageFigures) -> Result<()> {
+    use tank_tests::sinks::{HttpSink, SmtpSink, HOST_FROM_GUEST};
+    let t = Duration::from_secs(120);
+    fig.init_rss_watching_off_kib = rss_kib(guest)?;
+    let smtp = SmtpSink::start(None)?;
+    let http = HttpSink::start(None)?;
+    guest.run(
+        &format!(
+            "alert mail to owner@example.com server {HOST_FROM_GUEST} port {} tls off",
+            smtp.port()
+        ),
+        t,
+    )?;
+    guest.run(&format!("alert webhook {}", http.guest_url("/bench")), t)?;
+    let started = Instant::now();
+    let out = guest.run("alert test", t)?;
+    fig.alert_test_s = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        out.contains("mail: delivered") && out.contains("webhook: delivered"),
+        "alert test failed:\n{out}"
+    );
+    guest.run("disk health", t)?;
+    fig.init_rss_watching_on_kib = rss_kib(guest)?;
+    Ok(())
 }
 
 /// The first number after `key` in `text`.
@@ -159,6 +201,7 @@ fn storage_figures(board: &'static board::Board, image_dir: &Path) -> Result<Sto
             .with_context(|| format!("pool create: {out}"))?,
         ..Default::default()
     };
+    watching_figures(&mut guest, &mut fig)?;
     guest.run("dataset create bench compression none", t)?;
     let out = guest.run("file write bench/data.bin 128M seed bench", t)?;
     anyhow::ensure!(out.contains("sha256"), "writing test data failed: {out}");
@@ -330,6 +373,18 @@ pub fn run(board: &'static board::Board, json: &Path) -> Result<()> {
         (
             "init RSS",
             format!("{:.1} MiB", bench.boot.init_rss_kib as f64 / 1024.0),
+        ),
+        (
+            "init RSS, watching off / on",
+            format!(
+                "{:.1} / {:.1} MiB (on: mail and webhook set, alert test delivered, disks read)",
+                bench.storage.init_rss_watching_off_kib as f64 / 1024.0,
+                bench.storage.init_rss_watching_on_kib as f64 / 1024.0
+            ),
+        ),
+        (
+            "alert test (mail and webhook)",
+            format!("{:.2} s", bench.storage.alert_test_s),
         ),
         (
             "pool create (2 x 2 GiB)",

@@ -203,6 +203,26 @@ impl Host {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// On the local network: a private, link-local or loopback address, or a name without a
+    /// dot or under `.lan`, `.local`, `.home.arpa` or `.internal`.
+    pub fn is_lan(&self) -> bool {
+        match self.0.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => a.is_private() || a.is_link_local() || a.is_loopback(),
+            Ok(std::net::IpAddr::V6(a)) => {
+                a.is_loopback()
+                    || (a.segments()[0] & 0xfe00) == 0xfc00
+                    || (a.segments()[0] & 0xffc0) == 0xfe80
+            }
+            Err(_) => {
+                let name = self.0.to_ascii_lowercase();
+                !name.contains('.')
+                    || [".lan", ".local", ".home.arpa", ".internal"]
+                        .iter()
+                        .any(|s| name.ends_with(s))
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Host {
@@ -316,6 +336,24 @@ mod tests {
         }
         for bad in ["", "smtp example", "-a.com", "a..b", "a_b.com"] {
             assert!(Host::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lan_hosts() {
+        for lan in [
+            "10.0.2.2",
+            "192.168.1.5",
+            "fd00::1",
+            "fe80::1",
+            "relay",
+            "mail.home.arpa",
+            "nas.lan",
+        ] {
+            assert!(Host::parse(lan).unwrap().is_lan(), "{lan}");
+        }
+        for far in ["8.8.8.8", "smtp.gmail.com", "2001:db8::1"] {
+            assert!(!Host::parse(far).unwrap().is_lan(), "{far}");
         }
     }
 

@@ -7,8 +7,8 @@
 use std::net::Ipv4Addr;
 
 use super::request::{
-    DatasetProps, DatasetRequest, DiskName, FileRequest, HostName, IfaceName, MemberRef,
-    NetworkRequest, PoolRequest, Request,
+    AlertRequest, DatasetProps, DatasetRequest, DiskName, FileRequest, HostName, IfaceName,
+    MemberRef, NetworkRequest, PoolRequest, Request,
 };
 use crate::config::{Compression, DatasetName, Gid, Mode, PoolName, ScrubSchedule, Size, Uid};
 
@@ -60,6 +60,19 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp { noun: "disk", usage: "disk readtest DISK [SIZE]", about: "sequential read speed of a disk (default 256M)" },
     CommandHelp { noun: "disk", usage: "disk health [DISK]", about: "SMART or NVMe health of every disk, or everything about one" },
     CommandHelp { noun: "disk", usage: "disk test DISK short|long", about: "start a SMART or NVMe self-test" },
+    CommandHelp { noun: "alert", usage: "alert list", about: "active alerts and the latest cleared ones (also: alerts)" },
+    CommandHelp { noun: "alert", usage: "log alerts", about: "every alert kept: raised, last seen, cleared" },
+    CommandHelp { noun: "alert", usage: "alert show", about: "the delivery channels and each one's last result" },
+    CommandHelp { noun: "alert", usage: "alert test", about: "send a test alert through every channel and show each result" },
+    CommandHelp {
+        noun: "alert",
+        usage: "alert mail to ADDRESS server HOST [port N] [from ADDRESS] [user NAME] [tls starttls|implicit|off]",
+        about: "mail alerts over SMTP submission (a user's password is asked for)",
+    },
+    CommandHelp { noun: "alert", usage: "alert webhook URL [format json|ntfy]", about: "POST alerts to a URL (JSON, or ntfy/Gotify style)" },
+    CommandHelp { noun: "alert", usage: "alert remove mail|webhook", about: "stop sending alerts through a channel" },
+    CommandHelp { noun: "alert", usage: "alert dismiss ID", about: "end an alert you have seen (errors that rose, a failed job)" },
+    CommandHelp { noun: "alert", usage: "alert temperature hdd|nvme CELSIUS", about: "the disk temperature that raises an alert (default 50 and 70)" },
     CommandHelp { noun: "pool", usage: "pool status", about: "health, members and their error counters, capacity, scrub" },
     CommandHelp { noun: "pool", usage: "pool create NAME mirror DISK DISK [force]", about: "format two blank disks as a mirrored pool" },
     CommandHelp { noun: "pool", usage: "pool replace missing|DEVID|DISK NEWDISK [force]", about: "replace a member with a blank disk, then re-mirror" },
@@ -148,7 +161,7 @@ pub const COMMANDS: &[CommandHelp] = &[
 /// The nouns, in help order.
 pub const NOUNS: &[&str] = &[
     "system", "disk", "pool", "dataset", "snapshot", "nfs", "smb", "user", "group", "file",
-    "network", "time",
+    "network", "alert", "time",
 ];
 
 /// A line that is not a valid command.
@@ -272,7 +285,9 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
             no_more("poweroff", rest)?;
             Request::PowerOff
         }
+        "log" if rest == ["alerts"] => Request::Alert(AlertRequest::History),
         "log" => parse_log(rest)?,
+        "alert" | "alerts" => Request::Alert(super::parse_alert::parse_alert(rest)?),
         "hostname" => parse_hostname(rest)?,
         "system" => parse_system(rest)?,
         "disk" => parse_disk(rest)?,

@@ -361,9 +361,44 @@ pub enum SnapshotRequest {
     },
 }
 
+/// Alert channels, limits and the alert lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlertRequest {
+    /// Active alerts and the latest cleared ones (`alert list`).
+    List,
+    /// Every alert kept, newest first (`log alerts`).
+    History,
+    /// The channels and each one's last delivery (`alert show`).
+    Show,
+    /// A test alert through every channel, with each result (`alert test`).
+    Test,
+    /// Sets the mail channel; with a user, the password is asked for without echo.
+    Mail {
+        channel: crate::config::alerting::MailChannel,
+        password: Option<Secret>,
+    },
+    Webhook(crate::config::alerting::WebhookChannel),
+    Remove(AlertChannel),
+    /// Ends an alert the operator has seen (`alert dismiss ID`).
+    Dismiss(String),
+    /// The temperature above which a disk raises an alert.
+    Temperature {
+        nvme: bool,
+        limit: u8,
+    },
+}
+
+/// A delivery channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertChannel {
+    Mail,
+    Webhook,
+}
+
 /// Everything the console can ask of the appliance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
+    Alert(AlertRequest),
     Status,
     Disks,
     /// Sequential read speed of a disk (`disk readtest`).
@@ -464,6 +499,12 @@ impl Request {
                 name,
                 password: Some(secret),
             }),
+            Request::Alert(AlertRequest::Mail { channel, .. }) => {
+                Request::Alert(AlertRequest::Mail {
+                    channel,
+                    password: Some(secret),
+                })
+            }
             other => other,
         }
     }

@@ -74,8 +74,11 @@ pub fn boot() -> Appliance {
     spawn_signal_thread(tx.clone());
     let consoles = Consoles::start(board.consoles, DEFAULT_HOSTNAME, tx.clone());
     spawn_module_loader(board, tx.clone());
+    spawn_uevent_thread(tx.clone());
 
-    Appliance::new(board, started_at, rx, tx, consoles)
+    let mut appliance = Appliance::new(board, started_at, rx, tx, consoles);
+    appliance.start_alert_delivery();
+    appliance
 }
 
 /// Turns every panic of a supervised thread into an event for the engine.
@@ -116,6 +119,26 @@ fn spawn_signal_thread(tx: mpsc::Sender<Event>) {
     });
     if let Err(e) = spawned {
         log::error!("cannot start the signal thread: {e}");
+    }
+}
+
+/// Watches kernel uevents for whole disks added or removed (a pool member pulled at run time).
+fn spawn_uevent_thread(tx: mpsc::Sender<Event>) {
+    let spawned = supervise::spawn_supervised("uevents", Policy::RESTART, move || {
+        let result = crate::alerts::uevent::listen(&|action, disk| {
+            let _ = tx.send(Event::DiskChanged {
+                action: action.to_owned(),
+                disk: disk.to_owned(),
+            });
+        });
+        if let Err(e) = result {
+            // The supervisor starts it again after its backoff.
+            log::error!("uevents: {e}; disks removed at run time are found by the minute check");
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start the uevent thread: {e}");
     }
 }
 

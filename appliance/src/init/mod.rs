@@ -35,6 +35,9 @@ pub enum Event {
     JobDone(JobOutcome),
     /// A minute passed: time to look at schedules.
     Tick,
+    /// A whole disk was added or removed (a kernel uevent): `action` is `add` or `remove`,
+    /// `disk` the kernel's name.
+    DiskChanged { action: String, disk: String },
     /// One poll of the SNTP client ([`crate::net::sntp`]): the clock was set, or why not.
     Clock(crate::net::sntp::Report),
     /// A supervised thread panicked (see [`crate::supervise`]): it runs again when

@@ -356,8 +356,14 @@ pub(super) fn any_member_device() -> Option<PathBuf> {
     btrfs::devices(Path::new(POOL_ROOT))
         .ok()?
         .into_iter()
-        .find(|d| !d.missing)
+        .find(|d| !gone(d))
         .and_then(|d| d.path)
+}
+
+/// A member the kernel has no device for: missing at mount, or its disk removed since (the
+/// kernel keeps the member with its old path, whose node is gone).
+fn gone(d: &btrfs::DeviceStatus) -> bool {
+    d.missing || d.path.as_ref().is_some_and(|p| !p.exists())
 }
 
 /// Why `pool create` or `pool replace` may not use a disk, or `None` if it is blank.
@@ -535,7 +541,7 @@ pub fn status(
             .path
             .as_ref()
             .and_then(|p| disks::name_of_node(&all_disks, p))
-            .filter(|_| !d.missing);
+            .filter(|_| !gone(d));
         let serial = disk
             .as_ref()
             .and_then(|n| all_disks.iter().find(|x| &x.name == n))
@@ -555,7 +561,7 @@ pub fn status(
             disk,
             serial,
             size_bytes: d.size,
-            missing: d.missing,
+            missing: gone(d),
             errors,
         });
     }
@@ -639,12 +645,12 @@ pub fn member_devid(old: &MemberRef) -> Result<u64, String> {
     let devices = btrfs::devices(Path::new(POOL_ROOT))
         .map_err(|e| format!("the pool is not mounted: {e}"))?;
     let pick = match old {
-        MemberRef::Missing => devices.iter().find(|d| d.missing),
+        MemberRef::Missing => devices.iter().find(|d| gone(d)),
         MemberRef::Devid(id) => devices.iter().find(|d| d.devid == *id),
         MemberRef::Disk(name) => {
             let all = disks::list();
             devices.iter().find(|d| {
-                !d.missing
+                !gone(d)
                     && d.path
                         .as_ref()
                         .and_then(|p| disks::name_of_node(&all, p))
@@ -715,7 +721,7 @@ pub fn scrub(progress: &(dyn Fn(String) + Sync)) -> Result<(ScrubSummary, f64), 
         started,
         ..Default::default()
     };
-    for d in devices.iter().filter(|d| !d.missing) {
+    for d in devices.iter().filter(|d| !gone(d)) {
         progress(format!("scrubbing devid {}", d.devid));
         let done = std::sync::atomic::AtomicBool::new(false);
         let result = std::thread::scope(|s| {
@@ -997,6 +1003,25 @@ pub fn dataset_list(config: &Config, deadline: Instant) -> Vec<DatasetInfo> {
                 gid: ds.gid,
                 mode: ds.mode,
             }
+        })
+        .collect()
+}
+
+/// `(dataset, referenced bytes, quota bytes)` of each dataset with a quota, from the
+/// qgroups (cheap: sysfs reads, no walking of files).
+pub fn quota_usage(config: &Config) -> Vec<(String, u64, u64)> {
+    let root = Path::new(POOL_ROOT);
+    if config.pool.is_none() || !btrfs::quotas_enabled(root).unwrap_or(false) {
+        return Vec::new();
+    }
+    config
+        .datasets
+        .iter()
+        .filter_map(|ds| {
+            let quota = ds.quota?.bytes();
+            let id = btrfs::subvolume_id(&root.join(ds.name.as_str())).ok()?;
+            let usage = btrfs::subvolume_usage(root, id).ok()?;
+            Some((ds.name.as_str().to_string(), usage.referenced, quota))
         })
         .collect()
 }

@@ -25,6 +25,7 @@ impl Appliance {
             }
         }
         self.health.insert(disk.name.clone(), merged.clone());
+        self.check_disk_alerts(disk, &merged);
         merged
     }
 
@@ -33,6 +34,7 @@ impl Appliance {
         let all = disks::list();
         self.health
             .retain(|name, _| all.iter().any(|d| &d.name == name));
+        self.forget_disk_alerts(&all);
         all.iter().map(|d| self.read_health(d)).collect()
     }
 
@@ -46,6 +48,7 @@ impl Appliance {
         }
         self.health_polled = Some(Instant::now());
         let readings = self.read_all_health();
+        self.weekly_self_tests(&disks::list());
         log::info!(
             "disk health: {}",
             readings

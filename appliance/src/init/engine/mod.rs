@@ -5,6 +5,7 @@
 //! pool assembly, pool, dataset and file requests and the long storage jobs; [`time_requests`]
 //! holds `time`, the SNTP client's reports and [`time_requests::ClockState`].
 
+mod alert_requests;
 mod health_requests;
 mod sharing_requests;
 mod smb_requests;
@@ -38,7 +39,12 @@ pub struct Appliance {
     network: Option<Network>,
     net_settings: NetSettings,
     power_buttons: Vec<String>,
-    alerts: Vec<String>,
+    /// Every alert raised and cleared (see [`alert_requests`]).
+    book: crate::alerts::Book,
+    /// Notices waiting for delivery; shared with the delivery thread.
+    outbox: Arc<crate::alerts::outbox::Outbox>,
+    /// The disk and serial last seen for each pool member, to name one that is gone.
+    member_names: std::collections::BTreeMap<u64, (String, String)>,
     /// The configuration in force (in memory only until a pool holds the store).
     config: Config,
     persistence: Persistence,
@@ -122,7 +128,9 @@ impl Appliance {
                 interfaces: Vec::new(),
             },
             power_buttons: Vec::new(),
-            alerts: Vec::new(),
+            book: crate::alerts::Book::default(),
+            outbox: crate::alerts::outbox::Outbox::new(),
+            member_names: std::collections::BTreeMap::new(),
             config: Config::default(),
             persistence: Persistence::NoPool,
             importing: false,
@@ -150,10 +158,15 @@ impl Appliance {
 
     pub fn handle(&mut self, event: Event) {
         match event {
+            Event::Command {
+                request: Request::Alert(crate::console::request::AlertRequest::Test),
+                reply,
+            } => self.alert_test(reply),
             Event::Command { request, reply } => {
                 let answer = self.request(request);
                 let _ = reply.send(answer);
             }
+            Event::DiskChanged { action, disk } => self.disk_event(&action, &disk),
             Event::Signal(signal) => self.signal(signal),
             Event::PowerButton => {
                 log::warn!("power button pressed: shutting down");
@@ -233,16 +246,21 @@ impl Appliance {
             log::error!("module {name} failed to load: {why}");
         }
         if !report.failed.is_empty() {
-            self.alerts.push(format!(
-                "{} module(s) failed to load ({}); see 'log'",
-                report.failed.len(),
-                report
-                    .failed
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            self.raise_alert(crate::alerts::Raise {
+                id: "boot.modules",
+                severity: crate::alerts::Severity::Warning,
+                title: format!("{} module(s) failed to load", report.failed.len()),
+                message: format!(
+                    "{}; see 'log'",
+                    report
+                        .failed
+                        .iter()
+                        .map(|(n, why)| format!("{n}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                dismissible: true,
+            });
         }
         self.modules = Some(report);
         self.power_buttons = boot::spawn_power_button(self.sender.clone());
@@ -375,6 +393,7 @@ impl Appliance {
             Request::User(r) => self.user_request(r),
             Request::Group(r) => self.group_request(r),
             Request::Snapshot(r) => self.snapshot_request(r),
+            Request::Alert(r) => self.alert_request(r),
             Request::Time(r) => self.time_request(r),
             Request::Log { lines } => Ok(Reply::Log(klog::tail(lines))),
             Request::LogMark(text) => {
@@ -388,6 +407,7 @@ impl Appliance {
                 new.validate().map_err(|e| e.to_string())?;
                 self.set_hostname(&name)?;
                 self.commit(new)?;
+                self.sync_channels();
                 // The SMB server announces the host name: a new one restarts it.
                 let config = self.config.clone();
                 self.apply_smb(&config);
@@ -528,10 +548,13 @@ impl Appliance {
             ),
             _ => None,
         };
-        let mut alerts = self.alerts.clone();
+        let mut alerts = self.status_alerts();
         if let Some(p) = &pool_status {
             if p.health != crate::storage::Health::Online {
-                alerts.push(format!("pool {} is {}", p.name, p.health));
+                // The pool.degraded alert says so already once the minute check has run.
+                if !self.book.is_active("pool.degraded") {
+                    alerts.push(format!("pool {} is {}", p.name, p.health));
+                }
                 alerts.extend(p.advice.iter().cloned());
             }
         }
@@ -640,6 +663,8 @@ impl Appliance {
         self.stop_smb();
         self.stop_nfs();
         let network = self.network.take().map(|n| n.stop()).is_some();
+        // Undelivered alerts are on the pool already; the queue stops writing there.
+        self.outbox.detach();
         if self.job.is_some() {
             // A scrub stops here; a replace is paused by the kernel and resumes at the next mount.
             let _ = storage::scrub_cancel();
@@ -654,9 +679,15 @@ impl Appliance {
         // file systems again and assemble the pool as at boot, which starts NFS and SMB again;
         // until then status says so and changes are refused.
         log::error!("{failure}; mounting the pool again");
-        self.alerts.push(format!(
-            "{failure}: the pool and the file services were stopped and are being started again"
-        ));
+        self.raise_alert(crate::alerts::Raise {
+            id: "boot.power",
+            severity: crate::alerts::Severity::Critical,
+            title: format!("{action:?} was refused by the kernel"),
+            message: format!(
+                "{failure}: the pool and the file services were stopped and are being started again"
+            ),
+            dismissible: true,
+        });
         for problem in kernel.remount_system() {
             log::error!("{problem}");
         }
@@ -677,8 +708,8 @@ impl Appliance {
 /// configuration: they stay allowed when the store is broken.
 fn changes_config(request: &Request) -> bool {
     use crate::console::request::{
-        DatasetRequest as D, GroupRequest as G, NfsRequest as N, PoolRequest as P, SmbRequest as S,
-        SnapshotRequest as Sn, UserRequest as U,
+        AlertRequest, DatasetRequest as D, GroupRequest as G, NfsRequest as N, PoolRequest as P,
+        SmbRequest as S, SnapshotRequest as Sn, UserRequest as U,
     };
     match request {
         Request::Status
@@ -690,9 +721,22 @@ fn changes_config(request: &Request) -> bool {
         | Request::LogMark(_)
         | Request::File(_)
         | Request::Hostname(None)
+        | Request::Alert(
+            AlertRequest::List
+            | AlertRequest::History
+            | AlertRequest::Show
+            | AlertRequest::Test
+            | AlertRequest::Dismiss(_),
+        )
         | Request::Reboot
         | Request::PowerOff => false,
-        Request::Hostname(Some(_)) => true,
+        Request::Hostname(Some(_))
+        | Request::Alert(
+            AlertRequest::Mail { .. }
+            | AlertRequest::Webhook(_)
+            | AlertRequest::Remove(_)
+            | AlertRequest::Temperature { .. },
+        ) => true,
         Request::Pool(p) => match p {
             P::Status
             | P::Create { .. }

@@ -85,9 +85,15 @@ impl Appliance {
             Ok(rpc) => self.rpc = Some(rpc),
             Err(e) => {
                 log::error!("rpc: {e}");
-                self.alerts.push(format!(
-                    "rpcbind and MOUNT did not start ({e}): showmount and Proxmox VE's NFS checks will fail"
-                ));
+                self.raise_alert(crate::alerts::Raise {
+                    id: "boot.rpc",
+                    severity: crate::alerts::Severity::Warning,
+                    title: "rpcbind and MOUNT did not start".into(),
+                    message: format!(
+                        "{e}: showmount and Proxmox VE's NFS checks will fail until a reboot"
+                    ),
+                    dismissible: true,
+                });
             }
         }
     }

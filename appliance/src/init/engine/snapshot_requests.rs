@@ -279,7 +279,7 @@ impl Appliance {
                 Ok(line) => log::info!("snapshot task {}: {line}", task.id),
                 Err(e) => log::error!("snapshot task {}: {e}", task.id),
             }
-            set_task_alert(&mut self.alerts, task.id, result.as_ref().err());
+            self.task_alert(task.id, task.dataset.as_str(), result.as_ref().err());
             self.task_results.insert(
                 task.id,
                 format!(
@@ -364,43 +364,20 @@ impl Appliance {
     }
 }
 
-/// Keeps at most one alert per task: a task failing every minute must not pile them up, and
-/// a task that works again clears its alert.
-fn set_task_alert(alerts: &mut Vec<String>, task: u32, failure: Option<&String>) {
-    let prefix = format!("snapshot task {task} failed: ");
-    alerts.retain(|a| !a.starts_with(&prefix));
-    if let Some(e) = failure {
-        alerts.push(format!("{prefix}{e}"));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::set_task_alert;
-
-    #[test]
-    fn one_alert_per_failing_task() {
-        let mut alerts = vec!["pool tank is DEGRADED".to_owned()];
-        let e = "cannot snapshot".to_owned();
-        for _ in 0..3 {
-            set_task_alert(&mut alerts, 1, Some(&e));
+impl Appliance {
+    /// One alert per failing task (`task.ID.failed`): a task failing every minute does not
+    /// pile them up, and a task that works again clears it.
+    pub(super) fn task_alert(&mut self, task: u32, dataset: &str, failure: Option<&String>) {
+        let id = format!("task.{task}.failed");
+        match failure {
+            Some(e) => self.raise_alert(crate::alerts::Raise {
+                id: &id,
+                severity: crate::alerts::Severity::Warning,
+                title: format!("snapshot task {task} ({dataset}) failed"),
+                message: format!("snapshot task {task} failed: {e}"),
+                dismissible: false,
+            }),
+            None => self.clear_alert(&id),
         }
-        set_task_alert(&mut alerts, 12, Some(&e));
-        assert_eq!(
-            alerts,
-            [
-                "pool tank is DEGRADED",
-                "snapshot task 1 failed: cannot snapshot",
-                "snapshot task 12 failed: cannot snapshot"
-            ]
-        );
-        set_task_alert(&mut alerts, 1, None);
-        assert_eq!(
-            alerts,
-            [
-                "pool tank is DEGRADED",
-                "snapshot task 12 failed: cannot snapshot"
-            ]
-        );
     }
 }

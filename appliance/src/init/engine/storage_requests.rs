@@ -25,8 +25,13 @@ impl Appliance {
             }
             Err(e) => {
                 log::error!("pool assembly failed: {e}");
-                self.alerts
-                    .push(format!("the pool could not be mounted: {e}"));
+                self.raise_alert(crate::alerts::Raise {
+                    id: "boot.pool-mount",
+                    severity: crate::alerts::Severity::Critical,
+                    title: "the pool could not be mounted".into(),
+                    message: format!("{e}; see 'pool status' and 'log'"),
+                    dismissible: false,
+                });
                 self.pool_state = PoolState::Failed;
                 self.persistence =
                     Persistence::Broken(format!("the pool could not be mounted: {e}"));
@@ -37,8 +42,7 @@ impl Appliance {
             degraded: assembled.degraded,
         };
         // Mounted now (after `pool import`): the earlier failure no longer holds.
-        self.alerts
-            .retain(|a| !a.starts_with("the pool could not be mounted"));
+        self.clear_alert("boot.pool-mount");
         self.pool_since = Some(storage::now());
         let imported = std::mem::take(&mut self.importing);
         let opened = match Store::open(crate::storage::config_dir()) {
@@ -57,9 +61,17 @@ impl Appliance {
         };
         match opened {
             Ok((store, loaded)) => {
-                for w in &loaded.warnings {
-                    log::warn!("configuration: {w}");
-                    self.alerts.push(format!("configuration: {w}"));
+                if !loaded.warnings.is_empty() {
+                    for w in &loaded.warnings {
+                        log::warn!("configuration: {w}");
+                    }
+                    self.raise_alert(crate::alerts::Raise {
+                        id: "boot.config",
+                        severity: crate::alerts::Severity::Warning,
+                        title: "the configuration store had problems".into(),
+                        message: loaded.warnings.join("; "),
+                        dismissible: true,
+                    });
                 }
                 match loaded.config {
                     Some(config) => self.adopt(config),
@@ -68,10 +80,16 @@ impl Appliance {
                             "pool '{}' has no readable configuration; starting from defaults",
                             assembled.name
                         );
-                        self.alerts.push(format!(
-                            "pool '{}' has no readable configuration: datasets must be set up again",
-                            assembled.name
-                        ));
+                        self.raise_alert(crate::alerts::Raise {
+                            id: "boot.config",
+                            severity: crate::alerts::Severity::Critical,
+                            title: format!(
+                                "pool '{}' has no readable configuration",
+                                assembled.name
+                            ),
+                            message: "datasets, shares and users must be set up again".into(),
+                            dismissible: true,
+                        });
                         let mut config = Config::default();
                         if let Ok(name) = crate::config::PoolName::parse(&assembled.name) {
                             config.pool = Some(crate::config::PoolConfig {
@@ -93,21 +111,38 @@ impl Appliance {
                     });
                 }
                 log::error!("configuration store: {e}; changes are refused until it opens");
-                self.alerts.push(format!(
-                    "the configuration store cannot be opened: {e}; changes are refused until it opens"
-                ));
+                self.raise_alert(crate::alerts::Raise {
+                    id: "boot.config-store",
+                    severity: crate::alerts::Severity::Critical,
+                    title: "the configuration store cannot be opened".into(),
+                    message: format!("{e}; changes are refused until it opens"),
+                    dismissible: false,
+                });
                 self.persistence = Persistence::Broken(e.to_string());
             }
         }
-        for problem in storage::mount_datasets(&self.config) {
+        if matches!(self.persistence, Persistence::Store(_)) {
+            self.alerts_pool_mounted();
+        }
+        let problems = storage::mount_datasets(&self.config);
+        for problem in &problems {
             log::error!("{problem}");
-            self.alerts.push(problem);
+        }
+        if !problems.is_empty() {
+            self.raise_alert(crate::alerts::Raise {
+                id: "boot.dataset-mount",
+                severity: crate::alerts::Severity::Critical,
+                title: format!("{} dataset(s) could not be mounted", problems.len()),
+                message: problems.join("; "),
+                dismissible: true,
+            });
         }
         self.start_nfs();
         self.start_smb();
         // A slot missed while the box was off is caught up now, once.
         self.run_snapshot_tasks();
         self.poll_health_if_due();
+        self.check_pool_alerts();
         if assembled.degraded {
             self.consoles.notify(&format!(
                 "*** POOL {} IS DEGRADED: {} member(s) missing. Data is served without redundancy. ***\n\
@@ -139,13 +174,28 @@ impl Appliance {
                     summary.corrected,
                     summary.uncorrectable
                 );
+                log::info!("{line}");
+                self.clear_alert("scrub.failed");
                 if summary.uncorrectable > 0 {
-                    log::error!("{line}");
-                    self.consoles.notify(&format!(
-                        "*** ALERT: {line}: damaged data, see 'pool status' ***"
-                    ));
-                } else {
-                    log::info!("{line}");
+                    self.raise_alert(crate::alerts::Raise {
+                        id: "scrub.errors",
+                        severity: crate::alerts::Severity::Critical,
+                        title: format!("scrub found {} uncorrectable error(s)", summary.uncorrectable),
+                        message: format!(
+                            "{line}: some data is damaged on both copies; restore the affected files                              (named in 'log') from a backup or snapshot"
+                        ),
+                        dismissible: true,
+                    });
+                } else if summary.corrected > 0 {
+                    self.alert_event(crate::alerts::Raise {
+                        id: "scrub.repaired",
+                        severity: crate::alerts::Severity::Warning,
+                        title: format!("scrub repaired {} error(s)", summary.corrected),
+                        message: format!(
+                            "{line}: bad copies were rewritten from the good ones; watch 'pool status'                              for the member that had them"
+                        ),
+                        dismissible: false,
+                    });
                 }
                 self.last_scrub = Some(summary.clone());
                 let mut new = self.config.clone();
@@ -156,17 +206,38 @@ impl Appliance {
             }
             JobOutcome::Scrub(Err(e)) => {
                 log::error!("scrub: {e}");
-                self.alerts.push(format!("scrub failed: {e}"));
+                self.raise_alert(crate::alerts::Raise {
+                    id: "scrub.failed",
+                    severity: crate::alerts::Severity::Warning,
+                    title: "scrub failed".into(),
+                    message: format!("scrub failed: {e}"),
+                    dismissible: true,
+                });
             }
             JobOutcome::Replace(Ok(())) => {
                 log::info!("replace finished; the pool is mirrored again");
                 self.consoles
                     .notify("pool replace finished: every chunk is mirrored again");
                 self.pool_state = PoolState::Mounted { degraded: false };
+                self.clear_alert("replace.failed");
+                self.alert_event(crate::alerts::Raise {
+                    id: "replace.finished",
+                    severity: crate::alerts::Severity::Info,
+                    title: "pool replace finished".into(),
+                    message: "every chunk is mirrored again".into(),
+                    dismissible: false,
+                });
+                self.check_pool_alerts();
             }
             JobOutcome::Replace(Err(e)) => {
                 log::error!("replace: {e}");
-                self.alerts.push(format!("replace failed: {e}"));
+                self.raise_alert(crate::alerts::Raise {
+                    id: "replace.failed",
+                    severity: crate::alerts::Severity::Critical,
+                    title: "pool replace failed".into(),
+                    message: format!("replace failed: {e}; the pool is still degraded"),
+                    dismissible: true,
+                });
                 self.consoles
                     .notify(&format!("*** pool replace failed: {e} ***"));
             }
@@ -176,6 +247,8 @@ impl Appliance {
     pub(super) fn tick(&mut self) {
         crate::logger::flush_suppressed();
         self.run_snapshot_tasks();
+        self.check_pool_alerts();
+        self.alert_reminders();
         if self.job.is_some() || !matches!(self.pool_state, PoolState::Mounted { .. }) {
             return;
         }
@@ -338,6 +411,8 @@ impl Appliance {
                     }
                 }
                 self.commit(new)?;
+                self.alerts_pool_mounted();
+                self.check_pool_alerts();
                 self.start_nfs();
                 self.start_smb();
                 let size = self
@@ -797,11 +872,11 @@ mod job_tests {
         handle_until_job_done(&mut app);
         assert_eq!(app.job_line(), None);
         assert!(
-            app.alerts
+            app.status_alerts()
                 .iter()
-                .any(|a| a == "scrub failed: internal error (panic): scrub worker bug"),
+                .any(|a| a.contains("scrub failed: internal error (panic): scrub worker bug")),
             "{:?}",
-            app.alerts
+            app.status_alerts()
         );
         let line = crate::supervise::status_line(&crate::supervise::panics()).unwrap();
         assert!(line.contains("scrub panicked"), "{line}");
@@ -814,8 +889,8 @@ mod job_tests {
         .unwrap();
         handle_until_job_done(&mut app);
         assert!(app
-            .alerts
+            .status_alerts()
             .iter()
-            .any(|a| a == "scrub failed: second scrub ran"));
+            .any(|a| a.contains("scrub failed: second scrub ran")));
     }
 }

@@ -12,9 +12,6 @@ use crate::console::Reply;
 use crate::net::sntp::{self, Report, Source};
 use crate::system::clock;
 
-/// How the alert about a configured zone the database lacks begins (one at a time).
-const ZONE_ALERT: &str = "clock: ";
-
 /// A synchronization older than this (three of the longest poll intervals) no longer counts.
 pub const SYNC_VALID_SECS: u64 = 3 * sntp::MAX_POLL.as_secs();
 
@@ -126,7 +123,6 @@ impl Appliance {
                 new.time.zone = zone.clone();
                 self.commit(new)?;
                 let _ = clock::set_zone(&zone);
-                self.alerts.retain(|a| !a.starts_with(ZONE_ALERT));
                 Ok(Reply::Done(format!(
                     "time zone {zone}; it is now {}",
                     clock::console_time_precise(crate::storage::pool::now())
@@ -164,10 +160,9 @@ impl Appliance {
 
     /// Puts the time settings of a loaded configuration in force.
     pub(super) fn adopt_time(&mut self, time: &TimeSettings) {
-        self.alerts.retain(|a| !a.starts_with(ZONE_ALERT));
         if let Some(warning) = clock::set_zone(&time.zone) {
-            log::warn!("{warning}");
-            self.alerts.push(format!("{ZONE_ALERT}{warning}"));
+            log::warn!("clock: {warning}");
+            self.consoles.notify(&format!("clock: {warning}"));
         }
         if let Some(client) = &self.sntp {
             client.set_servers(time.servers.clone());
