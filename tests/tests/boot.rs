@@ -1,11 +1,15 @@
 //! Boot tests on the default board (qemu-x86_64) over the serial console: prompt, status with
 //! disks and the DHCP address, garbage input, a burst of log lines that all reach `log`,
-//! reboot, poweroff and the ACPI power button.
+//! reboot, poweroff, the clock set by SNTP from a responder on the host and the time zone, and
+//! the ACPI power button.
 //!
 //! They need the image from `cargo xtask image` (run them with `cargo xtask test`, which builds
 //! it) and qemu-system-x86_64; without either they fail with the command to run.
 
-use std::time::{Duration, Instant};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tank_tests::guest::Guest;
 
@@ -174,15 +178,152 @@ fn console_status_garbage_reboot_poweroff() {
     );
 }
 
+/// The host's clock plus this is what the SNTP responder answers.
+const SNTP_OFFSET: f64 = 3600.0;
+
+fn host_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// An SNTP server on the host (the guest reaches it at 10.0.2.2 through QEMU's user network)
+/// whose clock is [`SNTP_OFFSET`] ahead of the host's: stratum 2, echoing each request's
+/// transmit timestamp as the origin. Runs until `stop` is set; returns its port.
+fn sntp_responder(stop: Arc<AtomicBool>) -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("a UDP port for the SNTP responder");
+    let port = socket.local_addr().expect("its address").port();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("a read timeout");
+    std::thread::spawn(move || {
+        let ntp = |unix: f64| {
+            let secs = unix.floor();
+            (((secs as u64 + 2_208_988_800) & 0xffff_ffff) << 32)
+                | (((unix - secs) * 4_294_967_296.0) as u64 & 0xffff_ffff)
+        };
+        let mut buf = [0u8; 512];
+        while !stop.load(Ordering::SeqCst) {
+            let Ok((len, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            if len < 48 || buf[0] & 7 != 3 {
+                continue;
+            }
+            let received = ntp(host_now() + SNTP_OFFSET);
+            let mut answer = [0u8; 48];
+            answer[0] = (4 << 3) | 4; // no leap warning, version 4, server
+            answer[1] = 2;
+            answer[2] = buf[2];
+            answer[3] = 0xec;
+            answer[12..16].copy_from_slice(&[10, 0, 2, 2]);
+            answer[16..24].copy_from_slice(&received.to_be_bytes());
+            answer[24..32].copy_from_slice(&buf[40..48]);
+            answer[32..40].copy_from_slice(&received.to_be_bytes());
+            answer[40..48].copy_from_slice(&ntp(host_now() + SNTP_OFFSET).to_be_bytes());
+            let _ = socket.send_to(&answer, from);
+        }
+    });
+    port
+}
+
+/// `2026-12-04 20:05:42 UTC (+00:00)` → seconds since the epoch.
+fn parse_utc(text: &str) -> u64 {
+    let bad = || -> ! { panic!("not a UTC time: {text:?}") };
+    let text = text.trim();
+    let (date, rest) = text.split_once(' ').unwrap_or_else(|| bad());
+    let time = rest.split(' ').next().unwrap_or_else(|| bad());
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let t: Vec<i64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    if d.len() != 3 || t.len() != 3 || !rest.contains("UTC") {
+        bad();
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    u64::try_from(days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]).unwrap()
+}
+
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no '{key}' line:\n{out}"))
+        .trim()
+}
+
+/// The clock from SNTP, the time zone, then the power button. One boot for both: the power
+/// button's shutdown also writes the synchronized clock to the hardware clock.
 #[test]
-fn acpi_power_button_shuts_down() {
+fn sntp_sets_the_clock_then_the_power_button_shuts_down() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = sntp_responder(Arc::clone(&stop));
     let mut guest = boot("acpi");
+    let t = Duration::from_secs(30);
+
+    // Before any server answers: not synchronized, the default server, UTC.
+    let out = guest.run("time", t).unwrap();
+    assert!(out.contains("zone:         UTC"), "{out}");
+    assert!(out.contains("pool.ntp.org (default)"), "{out}");
+    let out = guest
+        .run(&format!("time server 10.0.2.2:{port}"), t)
+        .unwrap();
+    assert!(
+        out.contains("asking now") && !out.contains("error:"),
+        "{out}"
+    );
+    let out = guest
+        .run_until("time", Duration::from_secs(120), |s| {
+            s.contains("synchronized: yes")
+        })
+        .expect("the clock synchronizes from the host's SNTP responder");
+    let expected = host_now() + SNTP_OFFSET;
+    let guest_utc = parse_utc(field(&out, "UTC:")) as f64;
+    assert!(
+        (guest_utc - expected).abs() < 10.0,
+        "the guest's UTC time {guest_utc} is not the responder's {expected}:\n{out}"
+    );
+    assert!(
+        field(&out, "server:").starts_with(&format!(
+            "10.0.2.2:{port} (10.0.2.2:{port}, configured, stratum 2)"
+        )),
+        "{out}"
+    );
+    assert!(field(&out, "last offset:").contains("stepped"), "{out}");
+    eprintln!("time after the sync:\n{out}");
+
+    // The time zone: from the database, shown with its abbreviation; unknown zones refused.
+    let out = guest.run("time zone Mars/Olympus", t).unwrap();
+    assert!(
+        out.contains("error:") && out.contains("not in the time zone database"),
+        "{out}"
+    );
+    let out = guest.run("time zone Europe/Berlin", t).unwrap();
+    assert!(!out.contains("error:"), "{out}");
+    let out = guest.run("date", t).unwrap();
+    assert!(out.contains("zone:         Europe/Berlin"), "{out}");
+    let local = field(&out, "local time:");
+    assert!(
+        local.contains("CET (+01:00)") || local.contains("CEST (+02:00)"),
+        "{out}"
+    );
+    let out = guest.run("help time", t).unwrap();
+    assert!(out.contains("time server HOST[:PORT]"), "{out}");
+
     guest
         .run_until("status", Duration::from_secs(120), |s| {
             s.contains("watching /dev/input/event")
         })
         .expect("the init watches the power button");
     guest.qmp("system_powerdown").expect("QMP system_powerdown");
+    stop.store(true, Ordering::SeqCst);
     let exit = guest
         .wait_exit(Duration::from_secs(60))
         .expect("QEMU exits after the power button");

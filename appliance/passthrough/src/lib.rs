@@ -9,6 +9,11 @@
 //!
 //! Nothing here interprets the commands: building CDBs and parsing what comes back is the
 //! init's business (`system/health/`).
+//!
+//! [`clock`] holds the clock calls `rustix` lacks (`adjtimex`, the RTC's `RTC_SET_TIME`), for
+//! the same reason.
+
+pub mod clock;
 
 use std::io;
 use std::os::fd::AsFd;
@@ -89,8 +94,8 @@ struct Update<'a, T> {
 }
 
 // SAFETY: `as_ptr` points at a live, exclusively borrowed `T` of the layout the opcode expects
-// (`SgIoHdr` for `SG_IO`, `NvmePassthruCmd` for `NVME_IOCTL_ADMIN_CMD`, the only two built in
-// this file), and the buffers that structure points at are live slices of the lengths it
+// (`SgIoHdr` for `SG_IO`, `NvmePassthruCmd` for `NVME_IOCTL_ADMIN_CMD`, `clock::RtcTime` for
+// `RTC_SET_TIME`, the only three built in this crate), and the buffers that structure points at are live slices of the lengths it
 // names (see `sg_io` and `nvme_admin`).
 unsafe impl<T> Ioctl for Update<'_, T> {
     type Output = IoctlOutput;

@@ -16,7 +16,9 @@ use thiserror::Error;
 
 use super::accounts::{GroupConfig, GroupName, UserConfig, UserName};
 use super::alerting::{AlertSettingError, AlertSettings};
-use super::calendar::{civil_from_days, days_from_civil};
+use jiff::tz::TimeZone;
+
+use super::calendar::{civil_from_days, days_from_civil, last_local_slot, next_slot_by};
 use super::names::{Compression, DatasetName, Mode, PoolName, Size, MAX_ID};
 use super::sharing::{NfsShare, Principal, SmbGlobal, SmbShare, Squash};
 use super::snapshots::{RetentionError, ScheduleError, SnapshotTask};
@@ -155,21 +157,20 @@ impl ScrubSchedule {
     /// The last day of the month a monthly scrub may be on (every month has it).
     pub const MAX_DAY: u8 = 28;
 
-    /// The latest scheduled start at or before `now` (seconds since the Unix epoch, UTC), or
-    /// `None` when scrubbing is off.
-    pub fn last_slot(&self, now: u64) -> Option<u64> {
+    /// The latest scheduled start at or before wall time `wall` (seconds as if the wall clock
+    /// were UTC, see [`last_local_slot`]).
+    fn floor_wall(&self, wall: i64) -> Option<i64> {
         let ScrubSchedule::Monthly { day, hour, minute } = *self else {
             return None;
         };
-        let days = i64::try_from(now / 86_400).ok()?;
-        let (mut year, mut month, _) = civil_from_days(days);
+        let (mut year, mut month, _) = civil_from_days(wall.div_euclid(86_400));
         let at = |year: i64, month: u32| {
-            let days = days_from_civil(year, month, u32::from(day));
-            let secs = days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60;
-            u64::try_from(secs).ok()
+            days_from_civil(year, month, u32::from(day)) * 86_400
+                + i64::from(hour) * 3_600
+                + i64::from(minute) * 60
         };
-        let this_month = at(year, month)?;
-        if this_month <= now {
+        let this_month = at(year, month);
+        if this_month <= wall {
             return Some(this_month);
         }
         if month == 1 {
@@ -178,17 +179,41 @@ impl ScrubSchedule {
         } else {
             month -= 1;
         }
-        at(year, month)
+        Some(at(year, month))
+    }
+
+    /// The latest scheduled start at or before `now` (seconds since the Unix epoch) on the wall
+    /// clock of `zone`, or `None` when scrubbing is off.
+    pub fn last_slot(&self, now: u64, zone: &TimeZone) -> Option<u64> {
+        if *self == ScrubSchedule::Off {
+            return None;
+        }
+        last_local_slot(zone, now, true, |wall| self.floor_wall(wall))
+    }
+
+    /// The next scheduled start after `now`, or `None` when scrubbing is off.
+    pub fn next_slot(&self, now: u64, zone: &TimeZone) -> Option<u64> {
+        next_slot_by(now, 32 * 86_400, |t| self.last_slot(t, zone))
     }
 
     /// Whether a scheduled scrub should start at `now`: a scheduled start has passed and no scrub
     /// started at or after it. `last` is when the last scrub started (`None`: never, so one is
-    /// due). Times are seconds since the Unix epoch; the schedule is in UTC (the appliance has no
-    /// time zone).
-    pub fn is_due(&self, last: Option<u64>, now: u64) -> bool {
-        match self.last_slot(now) {
+    /// due). Times are seconds since the Unix epoch; the schedule is on the wall clock of
+    /// `zone`.
+    pub fn is_due(&self, last: Option<u64>, now: u64, zone: &TimeZone) -> bool {
+        match self.last_slot(now, zone) {
             None => false,
             Some(slot) => last.is_none_or(|last| last < slot),
+        }
+    }
+
+    /// The schedule with its time said in `zone` (`monthly on day 1 at 03:00 Europe/Berlin`).
+    pub fn in_zone(&self, zone: &str) -> String {
+        match self {
+            ScrubSchedule::Off => "off".to_owned(),
+            ScrubSchedule::Monthly { day, hour, minute } => {
+                format!("monthly on day {day} at {hour:02}:{minute:02} {zone}")
+            }
         }
     }
 }
@@ -196,12 +221,7 @@ impl ScrubSchedule {
 /// `off`, or `monthly on day 1 at 03:00 UTC`.
 impl std::fmt::Display for ScrubSchedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ScrubSchedule::Off => f.write_str("off"),
-            ScrubSchedule::Monthly { day, hour, minute } => {
-                write!(f, "monthly on day {day} at {hour:02}:{minute:02} UTC")
-            }
-        }
+        f.write_str(&self.in_zone("UTC"))
     }
 }
 
@@ -1151,30 +1171,70 @@ mod tests {
         assert_eq!(ScrubSchedule::Off.to_string(), "off");
         let slot = at(2025, 3, 1, 3, 0);
         // Just before this month's start, the slot is last month's.
-        assert_eq!(schedule.last_slot(slot - 1), Some(at(2025, 2, 1, 3, 0)));
-        assert_eq!(schedule.last_slot(slot), Some(slot));
-        assert_eq!(schedule.last_slot(at(2025, 3, 20, 0, 0)), Some(slot));
+        assert_eq!(
+            schedule.last_slot(slot - 1, &TimeZone::UTC),
+            Some(at(2025, 2, 1, 3, 0))
+        );
+        assert_eq!(schedule.last_slot(slot, &TimeZone::UTC), Some(slot));
+        assert_eq!(
+            schedule.last_slot(at(2025, 3, 20, 0, 0), &TimeZone::UTC),
+            Some(slot)
+        );
         // January goes back to December of the year before.
         assert_eq!(
-            schedule.last_slot(at(2025, 1, 1, 0, 0)),
+            schedule.last_slot(at(2025, 1, 1, 0, 0), &TimeZone::UTC),
             Some(at(2024, 12, 1, 3, 0))
         );
 
-        assert!(schedule.is_due(None, slot));
-        assert!(schedule.is_due(Some(at(2025, 2, 1, 3, 0)), slot));
-        assert!(!schedule.is_due(Some(at(2025, 2, 1, 3, 0)), slot - 60));
-        assert!(!schedule.is_due(Some(slot), slot + 3_600));
-        assert!(!schedule.is_due(Some(slot + 10), at(2025, 3, 31, 23, 59)));
-        assert!(schedule.is_due(Some(slot + 10), at(2025, 4, 1, 3, 0)));
-        assert!(!ScrubSchedule::Off.is_due(None, slot));
+        assert!(schedule.is_due(None, slot, &TimeZone::UTC));
+        assert!(schedule.is_due(Some(at(2025, 2, 1, 3, 0)), slot, &TimeZone::UTC));
+        assert!(!schedule.is_due(Some(at(2025, 2, 1, 3, 0)), slot - 60, &TimeZone::UTC));
+        assert!(!schedule.is_due(Some(slot), slot + 3_600, &TimeZone::UTC));
+        assert!(!schedule.is_due(Some(slot + 10), at(2025, 3, 31, 23, 59), &TimeZone::UTC));
+        assert!(schedule.is_due(Some(slot + 10), at(2025, 4, 1, 3, 0), &TimeZone::UTC));
+        assert!(!ScrubSchedule::Off.is_due(None, slot, &TimeZone::UTC));
         let late = ScrubSchedule::Monthly {
             day: 28,
             hour: 23,
             minute: 59,
         };
         assert_eq!(
-            late.last_slot(at(2025, 3, 1, 0, 0)),
+            late.last_slot(at(2025, 3, 1, 0, 0), &TimeZone::UTC),
             Some(at(2025, 2, 28, 23, 59))
+        );
+    }
+
+    /// A monthly scrub on a daylight saving day starts once: New York springs forward on
+    /// 2026-03-08 (02:30 does not exist: 03:00 EDT, 07:00 UTC) and Berlin falls back on
+    /// 2026-10-25 (02:30 happens twice: the first, 00:30 UTC).
+    #[test]
+    fn scrub_on_daylight_saving_days() {
+        for (zone, day, month, first) in [
+            ("America/New_York", 8, 3, at(2026, 3, 8, 7, 0)),
+            ("Europe/Berlin", 25, 10, at(2026, 10, 25, 0, 30)),
+        ] {
+            let zone = TimeZone::get(zone).unwrap();
+            let schedule = ScrubSchedule::Monthly {
+                day,
+                hour: 2,
+                minute: 30,
+            };
+            let mut last = Some(at(2026, month, 1, 0, 0));
+            let mut started = Vec::new();
+            let mut t = at(2026, month, u32::from(day) - 1, 12, 0) + 1;
+            while t < at(2026, month, u32::from(day) + 1, 12, 0) {
+                if schedule.is_due(last, t, &zone) {
+                    started.push(t - 1);
+                    last = Some(t);
+                }
+                t += 60;
+            }
+            assert_eq!(started, [first]);
+            assert_eq!(schedule.next_slot(first - 3600, &zone), Some(first));
+        }
+        assert_eq!(
+            ScrubSchedule::default().in_zone("Europe/Berlin"),
+            "monthly on day 1 at 03:00 Europe/Berlin"
         );
     }
 }

@@ -2,21 +2,24 @@
 //! what it keeps ([`Retention`]) and how its snapshots are named, so that pruning touches only
 //! the snapshots a task made itself.
 //!
-//! What lives here: [`SnapshotName`], [`Schedule`] (every N minutes or hours, daily, weekly; in
-//! UTC), [`Retention`], [`SnapshotTask`], the pure functions [`Schedule::last_slot`],
+//! What lives here: [`SnapshotName`], [`Schedule`] (every N minutes or hours, daily, weekly; on the
+//! wall clock of a time zone), [`Retention`], [`SnapshotTask`], the pure functions [`Schedule::last_slot`],
 //! [`Schedule::next_slot`], [`SnapshotTask::is_due`] and [`prune`], all tested against a fake
 //! clock. What does not: taking or deleting snapshots (the storage code does), the ticking
 //! clock (the engine), the on-disk form.
 //!
 //! Snapshots themselves are not configuration: the pool's read-only subvolumes are the truth,
 //! and a task recognises its own by the name it gives them (`auto-t<ID>-YYYYMMDD-HHMM`), a
-//! prefix manual snapshots may not use.
+//! prefix manual snapshots may not use. The time in the name is UTC, so names stay unique when
+//! a fall-back hour repeats the local wall clock.
 
 use std::fmt;
 
 use thiserror::Error;
 
-use super::calendar::{civil_from_days, weekday};
+use jiff::tz::TimeZone;
+
+use super::calendar::{civil_from_days, last_local_slot, next_slot_by, weekday};
 use super::names::DatasetName;
 
 /// Why a snapshot name was refused.
@@ -124,7 +127,8 @@ impl fmt::Display for SnapshotName {
 /// The prefix of every snapshot a periodic task takes.
 pub const AUTO_PREFIX: &str = "auto-";
 
-/// When a periodic task runs. Times are UTC; slots of "every N" rules restart each midnight
+/// When a periodic task runs. Times are on the wall clock of the appliance's time zone (see
+/// [`last_local_slot`] for daylight saving changes); slots of "every N" rules restart each midnight
 /// (like cron's `*/N`), so every 7 minutes runs at 00:00, 00:07, ... 23:55, then 00:00.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
@@ -187,81 +191,89 @@ impl Schedule {
         }
     }
 
-    /// The latest slot at or before `now` (seconds since the epoch, UTC). A valid schedule
-    /// always has one for any `now` after the first week of 1970.
-    pub fn last_slot(&self, now: u64) -> u64 {
-        let day_start = now - now % 86_400;
-        let second_of_day = now % 86_400;
-        let back_a_day = |at: u64, period: u64| {
-            if at > now {
-                at.saturating_sub(period)
-            } else {
-                at
-            }
-        };
-        match *self {
+    /// The latest wall time at or before wall time `wall` that the rule names, both counted
+    /// in seconds as if the wall clock were UTC (see [`last_local_slot`]).
+    fn floor_wall(&self, wall: i64) -> Option<i64> {
+        let day_start = wall - wall.rem_euclid(86_400);
+        let second_of_day = wall.rem_euclid(86_400);
+        let back = |at: i64, period: i64| if at > wall { at - period } else { at };
+        Some(match *self {
             Schedule::Minutes(n) => {
-                let n = u64::from(n.max(1));
+                let n = i64::from(n.max(1));
                 let minute = second_of_day / 60;
                 day_start + (minute - minute % n) * 60
             }
             Schedule::Hours(n) => {
-                let n = u64::from(n.max(1));
+                let n = i64::from(n.max(1));
                 let hour = second_of_day / 3600;
                 day_start + (hour - hour % n) * 3600
             }
-            Schedule::Daily { hour, minute } => {
-                let at = day_start + u64::from(hour) * 3600 + u64::from(minute) * 60;
-                back_a_day(at, 86_400)
-            }
+            Schedule::Daily { hour, minute } => back(
+                day_start + i64::from(hour) * 3600 + i64::from(minute) * 60,
+                86_400,
+            ),
             Schedule::Weekly {
                 weekday: target,
                 hour,
                 minute,
             } => {
-                let days = i64::try_from(now / 86_400).unwrap_or(i64::MAX);
-                let back = u64::from((weekday(days) + 7 - target.min(6)) % 7);
-                let at = (day_start.saturating_sub(back * 86_400))
-                    + u64::from(hour) * 3600
-                    + u64::from(minute) * 60;
-                back_a_day(at, 7 * 86_400)
+                let days = wall.div_euclid(86_400);
+                let behind = i64::from((weekday(days) + 7 - target.min(6)) % 7);
+                let at =
+                    day_start - behind * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60;
+                back(at, 7 * 86_400)
             }
-        }
+        })
+    }
+
+    /// The latest slot at or before `now` (seconds since the epoch) on the wall clock of
+    /// `zone`; 0 if there is none (before the first slot after the epoch).
+    pub fn last_slot(&self, now: u64, zone: &TimeZone) -> u64 {
+        let once_a_day = matches!(self, Schedule::Daily { .. } | Schedule::Weekly { .. });
+        last_local_slot(zone, now, once_a_day, |wall| self.floor_wall(wall)).unwrap_or(0)
     }
 
     /// The first slot after `now`.
-    pub fn next_slot(&self, now: u64) -> u64 {
-        // Slots fall on whole minutes: walk forward a minute at a time (at most a week).
-        let mut at = now - now % 60 + 60;
-        for _ in 0..=7 * 1440 {
-            if self.last_slot(at) == at {
-                return at;
-            }
-            at += 60;
-        }
-        at
+    pub fn next_slot(&self, now: u64, zone: &TimeZone) -> u64 {
+        // Every rule has a slot within a week and a day, whatever the zone does.
+        next_slot_by(now, 8 * 86_400, |t| Some(self.last_slot(t, zone)))
+            .unwrap_or(now.saturating_add(8 * 86_400))
+    }
+
+    /// The schedule with its times said in `zone` (`daily at 03:00 Europe/Berlin`).
+    pub fn in_zone<'a>(&'a self, zone: &'a str) -> impl fmt::Display + 'a {
+        InZone(self, zone)
     }
 }
 
-/// `every 15 minutes`, `every 2 hours`, `daily at 03:00 UTC`, `weekly on sun at 03:00 UTC`.
-impl fmt::Display for Schedule {
+struct InZone<'a>(&'a Schedule, &'a str);
+
+impl fmt::Display for InZone<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
+        let zone = self.1;
+        match *self.0 {
             Schedule::Minutes(1) => f.write_str("every minute"),
             Schedule::Minutes(n) => write!(f, "every {n} minutes"),
             Schedule::Hours(1) => f.write_str("every hour"),
             Schedule::Hours(n) => write!(f, "every {n} hours"),
-            Schedule::Daily { hour, minute } => write!(f, "daily at {hour:02}:{minute:02} UTC"),
+            Schedule::Daily { hour, minute } => write!(f, "daily at {hour:02}:{minute:02} {zone}"),
             Schedule::Weekly {
                 weekday,
                 hour,
                 minute,
             } => write!(
                 f,
-                "weekly on {} at {hour:02}:{minute:02} UTC",
+                "weekly on {} at {hour:02}:{minute:02} {zone}",
                 WEEKDAYS.get(usize::from(weekday)).unwrap_or(&"?")
             ),
         }
+    }
+}
+
+/// `every 15 minutes`, `every 2 hours`, `daily at 03:00 UTC`, `weekly on sun at 03:00 UTC`.
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.in_zone("UTC").fmt(f)
     }
 }
 
@@ -325,8 +337,8 @@ pub struct SnapshotTask {
 impl SnapshotTask {
     /// Whether a snapshot is due at `now`: a slot passed since the last run. After the box was
     /// off over several slots this is true once, not once per slot.
-    pub fn is_due(&self, now: u64) -> bool {
-        self.schedule.last_slot(now) > self.last_run
+    pub fn is_due(&self, now: u64, zone: &TimeZone) -> bool {
+        self.schedule.last_slot(now, zone) > self.last_run
     }
 }
 
@@ -366,6 +378,8 @@ mod tests {
 
     use crate::config::calendar::at;
 
+    const UTC: TimeZone = TimeZone::UTC;
+
     #[test]
     fn names() {
         for good in ["before-cleanup", "v1.2", "2026-12-01T18:00", "x"] {
@@ -394,26 +408,47 @@ mod tests {
     #[test]
     fn every_n_minutes_and_hours() {
         let now = at(2026, 12, 1, 18, 7) + 30;
-        assert_eq!(Schedule::Minutes(1).last_slot(now), at(2026, 12, 1, 18, 7));
-        assert_eq!(Schedule::Minutes(1).next_slot(now), at(2026, 12, 1, 18, 8));
-        assert_eq!(Schedule::Minutes(15).last_slot(now), at(2026, 12, 1, 18, 0));
         assert_eq!(
-            Schedule::Minutes(15).next_slot(now),
+            Schedule::Minutes(1).last_slot(now, &UTC),
+            at(2026, 12, 1, 18, 7)
+        );
+        assert_eq!(
+            Schedule::Minutes(1).next_slot(now, &UTC),
+            at(2026, 12, 1, 18, 8)
+        );
+        assert_eq!(
+            Schedule::Minutes(15).last_slot(now, &UTC),
+            at(2026, 12, 1, 18, 0)
+        );
+        assert_eq!(
+            Schedule::Minutes(15).next_slot(now, &UTC),
             at(2026, 12, 1, 18, 15)
         );
         // Slots restart at midnight: every 7 minutes ends the day at 23:55.
         let late = at(2026, 12, 1, 23, 58);
         assert_eq!(
-            Schedule::Minutes(7).last_slot(late),
+            Schedule::Minutes(7).last_slot(late, &UTC),
             at(2026, 12, 1, 23, 55)
         );
-        assert_eq!(Schedule::Minutes(7).next_slot(late), at(2026, 12, 2, 0, 0));
-        assert_eq!(Schedule::Hours(6).last_slot(now), at(2026, 12, 1, 18, 0));
-        assert_eq!(Schedule::Hours(6).next_slot(now), at(2026, 12, 2, 0, 0));
-        assert_eq!(Schedule::Hours(24).last_slot(now), at(2026, 12, 1, 0, 0));
+        assert_eq!(
+            Schedule::Minutes(7).next_slot(late, &UTC),
+            at(2026, 12, 2, 0, 0)
+        );
+        assert_eq!(
+            Schedule::Hours(6).last_slot(now, &UTC),
+            at(2026, 12, 1, 18, 0)
+        );
+        assert_eq!(
+            Schedule::Hours(6).next_slot(now, &UTC),
+            at(2026, 12, 2, 0, 0)
+        );
+        assert_eq!(
+            Schedule::Hours(24).last_slot(now, &UTC),
+            at(2026, 12, 1, 0, 0)
+        );
         // A slot is its own last slot.
         assert_eq!(
-            Schedule::Minutes(5).last_slot(at(2026, 12, 1, 18, 5)),
+            Schedule::Minutes(5).last_slot(at(2026, 12, 1, 18, 5), &UTC),
             at(2026, 12, 1, 18, 5)
         );
     }
@@ -422,20 +457,23 @@ mod tests {
     fn daily_and_weekly_across_month_ends_and_leap_days() {
         let daily = Schedule::Daily { hour: 3, minute: 0 };
         assert_eq!(
-            daily.last_slot(at(2024, 3, 1, 2, 59)),
+            daily.last_slot(at(2024, 3, 1, 2, 59), &UTC),
             at(2024, 2, 29, 3, 0)
         );
         assert_eq!(
-            daily.next_slot(at(2024, 2, 28, 3, 0)),
+            daily.next_slot(at(2024, 2, 28, 3, 0), &UTC),
             at(2024, 2, 29, 3, 0)
         );
-        assert_eq!(daily.next_slot(at(2023, 2, 28, 3, 0)), at(2023, 3, 1, 3, 0));
         assert_eq!(
-            daily.next_slot(at(2026, 12, 31, 4, 0)),
+            daily.next_slot(at(2023, 2, 28, 3, 0), &UTC),
+            at(2023, 3, 1, 3, 0)
+        );
+        assert_eq!(
+            daily.next_slot(at(2026, 12, 31, 4, 0), &UTC),
             at(2027, 1, 1, 3, 0)
         );
         assert_eq!(
-            daily.last_slot(at(2026, 12, 1, 3, 0)),
+            daily.last_slot(at(2026, 12, 1, 3, 0), &UTC),
             at(2026, 12, 1, 3, 0)
         );
         // 2026-12-01 is a Tuesday; Sunday's slot before it is 2026-11-29.
@@ -445,20 +483,20 @@ mod tests {
             minute: 30,
         };
         assert_eq!(
-            sunday.last_slot(at(2026, 12, 1, 12, 0)),
+            sunday.last_slot(at(2026, 12, 1, 12, 0), &UTC),
             at(2026, 11, 29, 3, 30)
         );
         assert_eq!(
-            sunday.next_slot(at(2026, 12, 1, 12, 0)),
+            sunday.next_slot(at(2026, 12, 1, 12, 0), &UTC),
             at(2026, 12, 6, 3, 30)
         );
         // On the day itself, before and after the time.
         assert_eq!(
-            sunday.last_slot(at(2026, 11, 29, 3, 0)),
+            sunday.last_slot(at(2026, 11, 29, 3, 0), &UTC),
             at(2026, 11, 22, 3, 30)
         );
         assert_eq!(
-            sunday.last_slot(at(2026, 11, 29, 4, 0)),
+            sunday.last_slot(at(2026, 11, 29, 4, 0), &UTC),
             at(2026, 11, 29, 3, 30)
         );
         // Across a leap day: Thursday 2024-02-29.
@@ -468,11 +506,11 @@ mod tests {
             minute: 0,
         };
         assert_eq!(
-            thursday.next_slot(at(2024, 2, 26, 0, 0)),
+            thursday.next_slot(at(2024, 2, 26, 0, 0), &UTC),
             at(2024, 2, 29, 0, 0)
         );
         assert_eq!(
-            thursday.next_slot(at(2024, 2, 29, 0, 0)),
+            thursday.next_slot(at(2024, 2, 29, 0, 0), &UTC),
             at(2024, 3, 7, 0, 0)
         );
     }
@@ -512,6 +550,178 @@ mod tests {
         assert_eq!(Retention::Last(3).to_string(), "keep 3");
     }
 
+    /// The engine's minute tick over `[from, to)`: a tick a second after each minute, running
+    /// every due task. Returns the times it ran.
+    fn runs(task: &mut SnapshotTask, zone: &TimeZone, from: u64, to: u64) -> Vec<u64> {
+        let mut ran = Vec::new();
+        let mut t = from + 1;
+        while t < to {
+            if task.is_due(t, zone) {
+                ran.push(t - 1);
+                task.last_run = t;
+            }
+            t += 60;
+        }
+        ran
+    }
+
+    fn daily(hour: u8, minute: u8) -> SnapshotTask {
+        let mut t = task(Retention::Last(3));
+        t.schedule = Schedule::Daily { hour, minute };
+        t
+    }
+
+    #[test]
+    fn daily_tasks_run_once_on_daylight_saving_days() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        // Berlin local midnight is 23:00 UTC the day before in winter, 22:00 in summer.
+        // 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00 UTC); 02:30 does not exist and runs
+        // at the first instant after the gap, 03:00 CEST.
+        let spring = (at(2026, 3, 28, 23, 0), at(2026, 3, 29, 22, 0));
+        let mut t = daily(2, 30);
+        t.last_run = spring.0 - 3600;
+        assert_eq!(
+            runs(&mut t, &berlin, spring.0, spring.1),
+            [at(2026, 3, 29, 1, 0)]
+        );
+        // A time on either side of the gap runs once, at its own time.
+        for (h, m, utc_h, utc_m) in [(1, 59, 0, 59), (3, 0, 1, 0), (3, 30, 1, 30)] {
+            let mut t = daily(h, m);
+            t.last_run = spring.0 - 3600;
+            assert_eq!(
+                runs(&mut t, &berlin, spring.0, spring.1),
+                [at(2026, 3, 29, utc_h, utc_m)],
+                "{h:02}:{m:02}"
+            );
+        }
+        // 2026-10-25: 03:00 CEST becomes 02:00 CET (01:00 UTC); 02:30 happens twice and runs
+        // at the first, 00:30 UTC; 01:30 happens once.
+        let fall = (at(2026, 10, 24, 22, 0), at(2026, 10, 25, 23, 0));
+        for (h, m, utc_h, utc_m) in [(2, 30, 0, 30), (1, 30, 23, 30), (2, 0, 0, 0), (3, 0, 2, 0)] {
+            let mut t = daily(h, m);
+            t.last_run = fall.0 - 3600;
+            let expected = if utc_h == 23 {
+                at(2026, 10, 24, utc_h, utc_m)
+            } else {
+                at(2026, 10, 25, utc_h, utc_m)
+            };
+            assert_eq!(
+                runs(&mut t, &berlin, fall.0, fall.1),
+                [expected],
+                "{h:02}:{m:02}"
+            );
+        }
+        // New York falls back from 02:00 EDT to 01:00 EST on 2026-11-01: 01:30 happens twice
+        // and runs once, at the first (05:30 UTC).
+        let ny = TimeZone::get("America/New_York").unwrap();
+        let mut t = daily(1, 30);
+        let day = (at(2026, 11, 1, 4, 0), at(2026, 11, 2, 5, 0));
+        t.last_run = day.0 - 3600;
+        assert_eq!(runs(&mut t, &ny, day.0, day.1), [at(2026, 11, 1, 5, 30)]);
+        // Across a whole year of Berlin days, every daily time runs exactly once a day.
+        for (h, m) in [(0, 0), (2, 30), (23, 59)] {
+            let mut t = daily(h, m);
+            let from = at(2026, 1, 1, 0, 0);
+            t.last_run = from;
+            let ran = runs(&mut t, &berlin, from, at(2027, 1, 1, 0, 0));
+            assert!(
+                (364..=366).contains(&ran.len()),
+                "{h:02}:{m:02}: {}",
+                ran.len()
+            );
+            for pair in ran.windows(2) {
+                let gap = pair[1] - pair[0];
+                assert!((82_800..=90_000).contains(&gap), "{h:02}:{m:02}: {pair:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hourly_and_minute_tasks_follow_the_wall_clock_across_daylight_saving() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let spring = (at(2026, 3, 28, 23, 0), at(2026, 3, 29, 22, 0));
+        let fall = (at(2026, 10, 24, 22, 0), at(2026, 10, 25, 23, 0));
+        for (schedule, spring_runs, fall_runs) in [
+            (Schedule::Hours(1), 23, 25),
+            (Schedule::Minutes(15), 92, 100),
+            (Schedule::Minutes(1), 1380, 1500),
+        ] {
+            for ((from, to), expected) in [(spring, spring_runs), (fall, fall_runs)] {
+                let mut t = task(Retention::Last(3));
+                t.schedule = schedule;
+                t.last_run = from - 1;
+                let ran = runs(&mut t, &berlin, from, to);
+                assert_eq!(ran.len(), expected, "{schedule} from {from}");
+                // A real hour (or quarter, minute) apart, never two in one tick.
+                let period = match schedule {
+                    Schedule::Hours(_) => 3600,
+                    Schedule::Minutes(n) => u64::from(n) * 60,
+                    _ => unreachable!(),
+                };
+                for pair in ran.windows(2) {
+                    assert_eq!(pair[1] - pair[0], period, "{schedule}: {pair:?}");
+                }
+            }
+        }
+        // Every 6 hours on the wall clock: 00, 06, 12, 18 local, whatever the offset.
+        let mut t = task(Retention::Last(3));
+        t.schedule = Schedule::Hours(6);
+        t.last_run = spring.0 - 1;
+        assert_eq!(
+            runs(&mut t, &berlin, spring.0, spring.1),
+            [
+                at(2026, 3, 28, 23, 0),
+                at(2026, 3, 29, 4, 0),
+                at(2026, 3, 29, 10, 0),
+                at(2026, 3, 29, 16, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn catch_up_and_next_slots_in_a_zone() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        // Off over the spring-forward night and two more days: due once at boot.
+        let mut t = daily(2, 30);
+        t.last_run = at(2026, 3, 28, 12, 0);
+        let boot = at(2026, 3, 31, 12, 0);
+        assert!(t.is_due(boot, &berlin));
+        assert_eq!(t.schedule.last_slot(boot, &berlin), at(2026, 3, 31, 0, 30));
+        t.last_run = boot;
+        assert!(!t.is_due(boot + 60, &berlin));
+        assert_eq!(t.schedule.next_slot(boot, &berlin), at(2026, 4, 1, 0, 30));
+        // The next slot after the evening before the gap is the gap's end.
+        assert_eq!(
+            t.schedule.next_slot(at(2026, 3, 28, 20, 0), &berlin),
+            at(2026, 3, 29, 1, 0)
+        );
+        // Weekly on Sunday 02:30 over both changes: the spring Sunday at 03:00 CEST, the
+        // fall Sunday at the first 02:30.
+        let sunday = Schedule::Weekly {
+            weekday: 6,
+            hour: 2,
+            minute: 30,
+        };
+        assert_eq!(
+            sunday.next_slot(at(2026, 3, 27, 0, 0), &berlin),
+            at(2026, 3, 29, 1, 0)
+        );
+        assert_eq!(
+            sunday.next_slot(at(2026, 10, 23, 0, 0), &berlin),
+            at(2026, 10, 25, 0, 30)
+        );
+        assert_eq!(
+            sunday.next_slot(at(2026, 10, 25, 0, 30), &berlin),
+            at(2026, 11, 1, 1, 30)
+        );
+        assert_eq!(
+            Schedule::Daily { hour: 3, minute: 0 }
+                .in_zone("Europe/Berlin")
+                .to_string(),
+            "daily at 03:00 Europe/Berlin"
+        );
+    }
+
     fn task(retention: Retention) -> SnapshotTask {
         SnapshotTask {
             id: 2,
@@ -529,11 +739,11 @@ mod tests {
         t.last_run = at(2026, 11, 20, 3, 0);
         // Off for ten days: due once now; after running, not again until the next slot.
         let boot = at(2026, 11, 30, 12, 0);
-        assert!(t.is_due(boot));
+        assert!(t.is_due(boot, &UTC));
         t.last_run = boot;
-        assert!(!t.is_due(boot + 60));
-        assert!(!t.is_due(at(2026, 12, 1, 2, 59)));
-        assert!(t.is_due(at(2026, 12, 1, 3, 0)));
+        assert!(!t.is_due(boot + 60, &UTC));
+        assert!(!t.is_due(at(2026, 12, 1, 2, 59), &UTC));
+        assert!(t.is_due(at(2026, 12, 1, 3, 0), &UTC));
     }
 
     #[test]

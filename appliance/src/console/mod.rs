@@ -13,6 +13,7 @@ pub mod parse_sharing;
 pub mod parse_snapshot;
 pub mod render;
 pub mod request;
+pub mod time;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};

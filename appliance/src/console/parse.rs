@@ -88,7 +88,7 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp { noun: "pool", usage: "pool replace missing|DEVID|DISK NEWDISK [force]", about: "replace a member with a blank disk, then re-mirror" },
     CommandHelp { noun: "pool", usage: "pool import NAME|UUID", about: "mount this pool when the disks hold several" },
     CommandHelp { noun: "pool", usage: "pool scrub start|status|cancel", about: "verify every block, repair bad copies" },
-    CommandHelp { noun: "pool", usage: "pool scrub schedule monthly DAY HH:MM | off", about: "when scrubs run (UTC; default day 1 at 03:00)" },
+    CommandHelp { noun: "pool", usage: "pool scrub schedule monthly DAY HH:MM | off", about: "when scrubs run (local time; default day 1 at 03:00)" },
     CommandHelp { noun: "dataset", usage: "dataset list", about: "datasets with used, referenced, quota, compression, mountpoint" },
     CommandHelp {
         noun: "dataset",
@@ -106,7 +106,7 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         noun: "snapshot",
         usage: "snapshot task add DATASET every 15m|every 2h|daily HH:MM|weekly DAY HH:MM keep N|keep 7d",
-        about: "snapshot on a schedule (UTC), keeping the newest N or for a time",
+        about: "snapshot on a schedule (local time), keeping the newest N or for a time",
     },
     CommandHelp { noun: "snapshot", usage: "snapshot task remove ID", about: "stop a task (its snapshots stay)" },
     CommandHelp { noun: "nfs", usage: "nfs share list", about: "NFS exports, their clients and options (also: nfs list)" },
@@ -163,12 +163,15 @@ pub const COMMANDS: &[CommandHelp] = &[
         usage: "network static IFACE ADDRESS/PREFIX [gateway GW] [dns IP[,IP...]]",
         about: "give IFACE a fixed address",
     },
+    CommandHelp { noun: "time", usage: "time", about: "local time, UTC, zone, synchronized or not, the server and last offset (also: date)" },
+    CommandHelp { noun: "time", usage: "time zone ZONE", about: "the time zone of schedules and shown times (IANA name, e.g. Europe/Berlin; default UTC)" },
+    CommandHelp { noun: "time", usage: "time server HOST[:PORT]... | default", about: "the SNTP servers when DHCP gives none (default pool.ntp.org)" },
 ];
 
 /// The nouns, in help order.
 pub const NOUNS: &[&str] = &[
     "system", "disk", "pool", "dataset", "snapshot", "nfs", "smb", "user", "group", "file",
-    "network", "alert",
+    "network", "alert", "time",
 ];
 
 /// A line that is not a valid command.
@@ -306,6 +309,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
         "group" => Request::Group(super::parse_sharing::parse_group(rest)?),
         "snapshot" | "snap" => Request::Snapshot(super::parse_snapshot::parse_snapshot(rest)?),
         "network" | "net" => parse_network(rest)?,
+        "time" | "date" => Request::Time(super::time::parse_time(rest)?),
         other => {
             return Err(err(
                 format!("unknown command '{}'", clip(other)),
@@ -686,7 +690,7 @@ pub(super) fn parse_time(text: &str) -> Result<(u8, u8), ParseError> {
     let bad = || {
         err(
             format!("'{}' is not a time", clip(text)),
-            "write HH:MM in 24-hour UTC, e.g. 03:00",
+            "write HH:MM in 24-hour local time, e.g. 03:00",
         )
     };
     let (h, m) = text.split_once(':').ok_or_else(bad)?;

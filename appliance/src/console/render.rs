@@ -22,6 +22,7 @@ pub fn reply(reply: &Reply) -> String {
         Reply::DiskHealth(readings) => table(&health_table(readings)),
         Reply::DiskHealthDetail(reading) => health_detail(reading),
         Reply::AskSecret { prompt, .. } => format!("{prompt}\n"),
+        Reply::Time(report) => super::time::render(report),
     }
 }
 
@@ -240,7 +241,7 @@ pub fn pool(p: &PoolStatus) -> String {
         Some(s) => out.push_str(&format!(
             "scrub:    last {} {}: {} scrubbed, corrected {}, uncorrectable {}\n",
             if s.cancelled { "cancelled" } else { "finished" },
-            crate::system::info::utc_timestamp(s.finished),
+            crate::system::clock::console_time(s.finished),
             human_size(s.bytes_scrubbed),
             s.corrected,
             s.uncorrectable

@@ -435,6 +435,8 @@ pub enum Request {
     Group(GroupRequest),
     Snapshot(SnapshotRequest),
     Network(NetworkRequest),
+    /// `time`, `time zone`, `time server`.
+    Time(super::time::TimeRequest),
     Hostname(Option<HostName>),
     Reboot,
     PowerOff,
@@ -589,4 +591,6 @@ pub enum Reply {
         prompt: String,
         request: Box<Request>,
     },
+    /// `time`.
+    Time(Box<super::time::TimeReport>),
 }

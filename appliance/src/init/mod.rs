@@ -37,6 +37,8 @@ pub enum Event {
     /// A whole disk was added or removed (a kernel uevent): `action` is `add` or `remove`,
     /// `disk` the kernel's name.
     DiskChanged { action: String, disk: String },
+    /// One poll of the SNTP client ([`crate::net::sntp`]): the clock was set, or why not.
+    Clock(crate::net::sntp::Report),
     /// A supervised thread panicked (see [`crate::supervise`]): it runs again when
     /// `restarted`, otherwise it ended (a job's own end event follows from its guard).
     ThreadPanicked {

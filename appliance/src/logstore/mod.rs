@@ -16,7 +16,7 @@
 //! boot's lines: they hold only the memory lock, and the drain they do first only reads
 //! `/dev/kmsg` without blocking.
 //!
-//! Times are shown by [`format_time`], in UTC.
+//! Times are shown by [`format_time`], in the time zone in force.
 
 mod kmsg;
 pub mod segment;
@@ -354,16 +354,25 @@ pub fn attach_to(meta: &Path) {
     }
 }
 
-/// `2026-12-04 20:31:02`: how the console shows a line's time (UTC).
+/// `2026-12-04 20:31:02`: how the console shows a line's time, on the wall clock of the time
+/// zone in force (`time` names it).
 pub fn format_time(wall_us: i64) -> String {
-    let secs = wall_us.div_euclid(1_000_000);
-    let (y, m, d) = crate::config::calendar::civil_from_days(secs.div_euclid(86_400));
-    let day = secs.rem_euclid(86_400);
+    format_time_in(&crate::system::clock::zone(), wall_us)
+}
+
+fn format_time_in(zone: &jiff::tz::TimeZone, wall_us: i64) -> String {
+    let Ok(ts) = jiff::Timestamp::from_second(wall_us.div_euclid(1_000_000)) else {
+        return format!("@{}", wall_us.div_euclid(1_000_000));
+    };
+    let dt = zone.to_datetime(ts);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        day / 3600,
-        day / 60 % 60,
-        day % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
     )
 }
 
@@ -510,9 +519,18 @@ mod tests {
 
     #[test]
     fn times_are_utc_to_the_second() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        let utc = jiff::tz::TimeZone::UTC;
+        assert_eq!(format_time_in(&utc, 0), "1970-01-01 00:00:00");
         // 2026-12-04 20:31:02.999999 UTC.
-        assert_eq!(format_time(1_796_416_262_999_999), "2026-12-04 20:31:02");
+        assert_eq!(
+            format_time_in(&utc, 1_796_416_262_999_999),
+            "2026-12-04 20:31:02"
+        );
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(
+            format_time_in(&berlin, 1_796_416_262_999_999),
+            "2026-12-04 21:31:02"
+        );
         assert_eq!(format_time(-1), "1969-12-31 23:59:59");
         assert_eq!(
             format_line(&line("tank: mark: x", 1_796_416_262_000_000)),

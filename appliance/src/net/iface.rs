@@ -39,6 +39,8 @@ pub struct Addressing {
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
+    /// NTP servers (from DHCP option 42; none for static settings).
+    pub ntp: Vec<Ipv4Addr>,
     pub domain: Option<String>,
     pub origin: Origin,
 }
@@ -50,6 +52,7 @@ impl From<&StaticConfig> for Addressing {
             prefix: config.prefix,
             gateway: config.gateway,
             dns: config.dns.clone(),
+            ntp: Vec::new(),
             domain: None,
             origin: Origin::Static,
         }
@@ -178,6 +181,7 @@ pub fn configure(
             domain: addressing.domain.clone(),
         },
     );
+    super::sntp::set_dhcp_servers(name, &addressing.ntp);
     lock(&ctx.record).error = None;
     Ok(())
 }
@@ -185,6 +189,7 @@ pub fn configure(
 /// Takes off the interface whatever [`configure`] put there.
 pub fn deconfigure(ctx: &IfaceCtx, rtnl: &mut Rtnl) -> Result<(), NetError> {
     ctx.shared.resolver.remove(ctx.name.as_str());
+    super::sntp::set_dhcp_servers(ctx.name.as_str(), &[]);
     let (index, applied) = {
         let record = lock(&ctx.record);
         (record.index, record.applied.clone())

@@ -9,6 +9,8 @@
 //! - `iface`: one worker thread per managed interface, and what it put on the interface;
 //! - `dhcp`: the DHCPv4 client, a pure state machine plus its socket driver;
 //! - `dns`: the merged `/etc/resolv.conf`;
+//! - `sntp`: the SNTP client thread that sets the clock (servers from DHCP option 42, the
+//!   configuration, or `pool.ntp.org`);
 //! - `random`: transaction ids that never wait for entropy.
 //!
 //! What does not live here: the hostname itself (set elsewhere; DHCP only sends it), IPv6,
@@ -24,6 +26,7 @@ mod iface;
 mod random;
 mod rtnl;
 mod settings;
+pub mod sntp;
 
 #[cfg(test)]
 mod netns_tests;
@@ -856,6 +859,7 @@ mod tests {
             server: ip("10.0.2.2"),
             routers: vec![ip("10.0.2.2")],
             dns: vec![ip("10.0.2.3")],
+            ntp: Vec::new(),
             domain: None,
             lease_secs: 86400,
             t1_secs: 43200,

@@ -502,7 +502,15 @@ pub fn status(
 ) -> Option<PoolStatus> {
     let pool = config.pool.as_ref()?;
     let root = Path::new(POOL_ROOT);
-    let schedule = config.scrub.to_string();
+    let zone = crate::system::clock::zone();
+    let schedule = match config.scrub.next_slot(now(), &zone) {
+        Some(next) => format!(
+            "{} (next {})",
+            config.scrub.in_zone(&crate::system::clock::zone_name()),
+            crate::system::clock::console_time(next)
+        ),
+        None => config.scrub.in_zone(&crate::system::clock::zone_name()),
+    };
     let mut st = PoolStatus {
         name: pool.name.as_str().to_string(),
         uuid: uuid::Uuid::from_bytes(pool.uuid).to_string(),

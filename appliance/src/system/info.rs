@@ -46,8 +46,6 @@ pub fn entropy_ready() -> bool {
     rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::NONBLOCK).is_ok()
 }
 
-pub use crate::config::calendar::utc_timestamp;
-
 /// `93784` → `1d 2h 3m 4s`.
 pub fn human_duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
@@ -73,9 +71,10 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(utc_timestamp(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc_timestamp(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(utc_timestamp(1_795_766_383), "2026-11-27 07:59 UTC");
+        let utc = |secs| super::super::clock::format_in(&jiff::tz::TimeZone::UTC, secs, false);
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_795_766_383), "2026-11-27 07:59 UTC");
     }
 
     #[test]

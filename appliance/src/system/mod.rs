@@ -1,7 +1,9 @@
 //! The machine as the init sees it: early mounts, disks and their health, memory and uptime,
+//! the clock and time zone (`clock`),
 //! the boot device and boot slot, and the final sync/unmount/power-off.
 
 pub mod bootdev;
+pub mod clock;
 pub mod disks;
 pub mod health;
 pub mod identity;

@@ -88,6 +88,8 @@ pub trait PowerControl {
     fn finish(&self, action: PowerAction) -> String;
     /// Mounts proc, sys, devtmpfs, /run and /tmp again after a refused power-off.
     fn remount_system(&self) -> Vec<String>;
+    /// Writes the system time to the hardware clock (before the unmounts take `/dev`).
+    fn write_hardware_clock(&self) -> Result<(), String>;
 }
 
 /// The running kernel.
@@ -106,6 +108,12 @@ impl PowerControl for Kernel {
 
     fn remount_system(&self) -> Vec<String> {
         super::mounts::early()
+    }
+
+    fn write_hardware_clock(&self) -> Result<(), String> {
+        super::clock::write_rtc()?;
+        log::info!("shutdown: hardware clock set from the system clock");
+        Ok(())
     }
 }
 

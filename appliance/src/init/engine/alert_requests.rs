@@ -39,6 +39,8 @@ const QUOTA_WARNING: f64 = 0.90;
 const HYSTERESIS: f64 = 0.02;
 /// Degrees below the limit at which a temperature alert clears.
 const TEMP_HYSTERESIS: i64 = 2;
+/// The clock unsynchronized this long (seconds) raises an alert.
+const CLOCK_UNSYNCED_AFTER: u64 = 24 * 3600;
 /// A weekly short self-test on disks that support it.
 pub(super) const SELF_TEST_EVERY: u64 = 7 * 86_400;
 
@@ -520,6 +522,34 @@ impl Appliance {
         self.save_book();
     }
 
+    /// The minute tick: the clock, unsynchronized for a day, is an alert (schedules and
+    /// certificate checks depend on it).
+    pub(super) fn check_clock_alert(&mut self) {
+        let now = storage::now();
+        match self.clock.unsynchronized_for(now) {
+            Some(secs) if secs >= CLOCK_UNSYNCED_AFTER => {
+                let why = self
+                    .clock
+                    .last_error
+                    .as_ref()
+                    .map(|(_, e)| format!(" (last attempt: {e})"))
+                    .unwrap_or_default();
+                self.raise_alert(raise(
+                    "clock.unsynchronized",
+                    Severity::Warning,
+                    "the clock is not synchronized".into(),
+                    format!(
+                        "no time server answered for {} h{why}: snapshot and scrub schedules \
+                         follow a clock that may be wrong; check 'time' and 'time server'",
+                        secs / 3600
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => self.clear_alert("clock.unsynchronized"),
+        }
+    }
+
     /// The minute tick: reminders for standing critical alerts.
     pub(super) fn alert_reminders(&mut self) {
         let reminders = self.book.reminders(storage::now());
@@ -689,7 +719,7 @@ impl Appliance {
     }
 
     fn alert_table(&self, recent_only: bool) -> Table {
-        let time = |t: u64| crate::config::calendar::utc_timestamp(t);
+        let time = crate::system::clock::console_time;
         let mut rows: Vec<Vec<String>> = self
             .book
             .active()
@@ -746,7 +776,7 @@ impl Appliance {
             None => "none yet".to_string(),
             Some(r) => format!(
                 "{}: {}",
-                crate::config::calendar::utc_timestamp(r.time),
+                crate::system::clock::console_time(r.time),
                 match &r.outcome {
                     Ok(s) => format!("delivered ({s})"),
                     Err(e) => format!("FAILED: {e}"),
@@ -1004,5 +1034,17 @@ mod tests {
         a.clear_alert("pool.degraded");
         let states: Vec<_> = a.outbox.pending().iter().map(|m| m.notice.state).collect();
         assert_eq!(states, [NoticeState::Raised, NoticeState::Cleared]);
+    }
+
+    #[test]
+    fn a_day_without_time_raises_the_clock_alert() {
+        let mut a = appliance();
+        a.check_clock_alert();
+        assert!(!a.book.is_active("clock.unsynchronized"), "raised at boot");
+        a.clock = super::super::time_requests::ClockState::new(
+            storage::now() - CLOCK_UNSYNCED_AFTER - 60,
+        );
+        a.check_clock_alert();
+        assert!(a.book.is_active("clock.unsynchronized"));
     }
 }

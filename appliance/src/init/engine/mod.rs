@@ -2,7 +2,8 @@
 //!
 //! This file holds the state, the event dispatch, system and network requests, status and
 //! shutdown; [`health_requests`] holds disk health and its poll; [`storage_requests`] holds
-//! pool assembly, pool, dataset and file requests and the long storage jobs.
+//! pool assembly, pool, dataset and file requests and the long storage jobs; [`time_requests`]
+//! holds `time`, the SNTP client's reports and [`time_requests::ClockState`].
 
 mod alert_requests;
 mod health_requests;
@@ -10,6 +11,7 @@ mod sharing_requests;
 mod smb_requests;
 mod snapshot_requests;
 mod storage_requests;
+mod time_requests;
 
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -74,6 +76,10 @@ pub struct Appliance {
     health: std::collections::BTreeMap<String, crate::system::health::Reading>,
     /// When the minute tick last read every disk's health.
     health_polled: Option<std::time::Instant>,
+    /// The clock's synchronization (what the unsynchronized-clock alert reads).
+    clock: time_requests::ClockState,
+    /// The SNTP client, once the network is up.
+    sntp: Option<crate::net::sntp::Sntp>,
 }
 
 /// Where changes to the configuration go.
@@ -143,6 +149,10 @@ impl Appliance {
             mount_exports: Arc::default(),
             health: std::collections::BTreeMap::new(),
             health_polled: None,
+            clock: time_requests::ClockState::new(
+                storage::now().saturating_sub(info::uptime_secs() as u64),
+            ),
+            sntp: None,
         }
     }
 
@@ -166,6 +176,7 @@ impl Appliance {
             Event::PoolAssembled(result) => self.pool_assembled(result),
             Event::JobDone(outcome) => self.job_done(outcome),
             Event::Tick => self.tick(),
+            Event::Clock(report) => self.clock_report(report),
             Event::ThreadPanicked {
                 name,
                 message,
@@ -258,6 +269,7 @@ impl Appliance {
         }
         self.network = Some(Network::start(self.net_settings.clone()));
         self.start_rpc();
+        self.start_sntp();
         self.start_assembly(None);
         let tx = self.sender.clone();
         let spawned =
@@ -314,6 +326,7 @@ impl Appliance {
             }
         }
         self.last_scrub = config.last_scrub.clone();
+        self.adopt_time(&config.time);
         self.config = config;
     }
 
@@ -381,6 +394,7 @@ impl Appliance {
             Request::Group(r) => self.group_request(r),
             Request::Snapshot(r) => self.snapshot_request(r),
             Request::Alert(r) => self.alert_request(r),
+            Request::Time(r) => self.time_request(r),
             Request::Log { lines } => Ok(Reply::Log(crate::logstore::this_boot(lines))),
             Request::LogBoot { back, lines } => crate::logstore::boot(back, lines).map(Reply::Log),
             Request::LogBoots => Ok(Reply::Log(crate::logstore::boots())),
@@ -657,6 +671,11 @@ impl Appliance {
             // A scrub stops here; a replace is paused by the kernel and resumes at the next mount.
             let _ = storage::scrub_cancel();
         }
+        if self.clock.synchronized(storage::now()) {
+            if let Err(e) = kernel.write_hardware_clock() {
+                log::warn!("{e}");
+            }
+        }
         // The log's last lines reach the pool before it is unmounted.
         crate::logstore::close();
         let failure = kernel.finish(action);
@@ -747,6 +766,7 @@ fn changes_config(request: &Request) -> bool {
             | Sn::TaskList => false,
             Sn::Clone { .. } | Sn::TaskAdd { .. } | Sn::TaskRemove { .. } => true,
         },
+        Request::Time(t) => !matches!(t, crate::console::time::TimeRequest::Show),
         Request::Network(n) => matches!(
             n,
             NetworkRequest::Dhcp { .. } | NetworkRequest::Static { .. }
@@ -823,6 +843,9 @@ mod tests {
         fn remount_system(&self) -> Vec<String> {
             self.remounted.set(true);
             Vec::new()
+        }
+        fn write_hardware_clock(&self) -> Result<(), String> {
+            Ok(())
         }
     }
 

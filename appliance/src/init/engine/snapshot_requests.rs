@@ -12,8 +12,8 @@ use crate::console::request::{SnapshotRequest, Table};
 use crate::console::{Reply, Request};
 use crate::storage::pool::now;
 use crate::storage::snapshots::{self, SnapshotInfo};
+use crate::system::clock::{console_time, zone, zone_name};
 use crate::system::disks::human_size;
-use crate::system::info::utc_timestamp;
 
 /// How long `snapshot list` and `dataset list` spend measuring the space snapshots hold.
 pub(super) const MEASURE_BUDGET: Duration = Duration::from_secs(5);
@@ -65,7 +65,7 @@ impl Appliance {
                             snapshots::held_bytes(ds.as_str(), &s.name, deadline);
                         rows.push(vec![
                             format!("{}@{}", ds.as_str(), s.name),
-                            utc_timestamp(s.created),
+                            console_time(s.created),
                             format!("{}{}", if complete { "" } else { "≥" }, human_size(held)),
                             s.name
                                 .task()
@@ -98,7 +98,7 @@ impl Appliance {
                     "snapshot {}@{} taken at {}; clients see it in {}/{}",
                     dataset.as_str(),
                     name,
-                    utc_timestamp(info.created),
+                    console_time(info.created),
                     snapshots::SNAPSHOT_DIR,
                     name
                 )))
@@ -136,7 +136,7 @@ impl Appliance {
                             snapshots::list(dataset.as_str())
                                 .iter()
                                 .find(|s| s.name == name)
-                                .map_or_else(String::new, |s| utc_timestamp(s.created)),
+                                .map_or_else(String::new, |s| console_time(s.created)),
                             dataset.as_str()
                         ),
                         answers: vec![dataset.as_str().to_owned()],
@@ -199,9 +199,9 @@ impl Appliance {
                         vec![
                             t.id.to_string(),
                             t.dataset.to_string(),
-                            t.schedule.to_string(),
+                            t.schedule.in_zone(&zone_name()).to_string(),
                             t.retention.to_string(),
-                            utc_timestamp(t.schedule.next_slot(now())),
+                            console_time(t.schedule.next_slot(now(), &zone())),
                             self.task_results
                                 .get(&t.id)
                                 .cloned()
@@ -236,9 +236,10 @@ impl Appliance {
                 });
                 self.commit(new)?;
                 Ok(Reply::Done(format!(
-                    "snapshot task {id}: {} {schedule}, {retention}; first run {}",
+                    "snapshot task {id}: {} {}, {retention}; first run {}",
                     dataset.as_str(),
-                    utc_timestamp(schedule.next_slot(now()))
+                    schedule.in_zone(&zone_name()),
+                    console_time(schedule.next_slot(now(), &zone()))
                 )))
             }
             SnapshotRequest::TaskRemove { id } => {
@@ -266,10 +267,11 @@ impl Appliance {
             return;
         }
         let at = now();
+        let zone = zone();
         let mut new = self.config.clone();
         let mut changed = false;
         for task in new.snapshot_tasks.iter_mut() {
-            if !task.is_due(at) {
+            if !task.is_due(at, &zone) {
                 continue;
             }
             let result = self.run_task(task, at);
@@ -282,7 +284,7 @@ impl Appliance {
                 task.id,
                 format!(
                     "{}: {}",
-                    utc_timestamp(at),
+                    console_time(at),
                     result.unwrap_or_else(|e| format!("FAILED: {e}"))
                 ),
             );
@@ -339,9 +341,10 @@ impl Appliance {
             return "no periodic tasks".into();
         }
         let at = now();
+        let zone = zone();
         let next = tasks
             .iter()
-            .map(|t| (t.schedule.next_slot(at), t))
+            .map(|t| (t.schedule.next_slot(at, &zone), t))
             .min_by_key(|(slot, _)| *slot);
         let last = tasks
             .iter()
@@ -352,7 +355,7 @@ impl Appliance {
             tasks.len(),
             next.map_or_else(String::new, |(slot, t)| format!(
                 "{} (task {}, {})",
-                utc_timestamp(slot),
+                console_time(slot),
                 t.id,
                 t.dataset.as_str()
             )),

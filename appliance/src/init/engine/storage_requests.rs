@@ -249,6 +249,7 @@ impl Appliance {
         crate::logger::flush_suppressed();
         self.run_snapshot_tasks();
         self.check_pool_alerts();
+        self.check_clock_alert();
         self.alert_reminders();
         if self.job.is_some() || !matches!(self.pool_state, PoolState::Mounted { .. }) {
             return;
@@ -260,8 +261,14 @@ impl Appliance {
             .as_ref()
             .map(|s| s.started)
             .or(self.pool_since);
-        if self.config.scrub.is_due(last, storage::now()) {
-            log::info!("scheduled scrub starting ({})", self.config.scrub);
+        let zone = crate::system::clock::zone();
+        if self.config.scrub.is_due(last, storage::now(), &zone) {
+            log::info!(
+                "scheduled scrub starting ({})",
+                self.config
+                    .scrub
+                    .in_zone(&crate::system::clock::zone_name())
+            );
             if let Err(e) = self.start_scrub() {
                 log::error!("scheduled scrub: {e}");
             }
@@ -509,7 +516,7 @@ impl Appliance {
                     Some(s) => lines.push(format!(
                         "last scrub {} {}: {} scrubbed{}, corrected {}, uncorrectable {}",
                         if s.cancelled { "cancelled" } else { "finished" },
-                        crate::system::info::utc_timestamp(s.finished),
+                        crate::system::clock::console_time(s.finished),
                         crate::system::disks::human_size(s.bytes_scrubbed),
                         self.last_scrub_rate
                             .map(|r| format!(" at {r:.1} MiB/s"))
@@ -519,7 +526,12 @@ impl Appliance {
                     )),
                     None => lines.push("never scrubbed".into()),
                 }
-                lines.push(format!("schedule: {}", self.config.scrub));
+                lines.push(format!(
+                    "schedule: {}",
+                    self.config
+                        .scrub
+                        .in_zone(&crate::system::clock::zone_name())
+                ));
                 Ok(Reply::Log(lines))
             }
             PoolRequest::ScrubCancel => {
@@ -536,7 +548,9 @@ impl Appliance {
                 self.commit(new)?;
                 Ok(Reply::Done(format!(
                     "scrub schedule: {}",
-                    self.config.scrub
+                    self.config
+                        .scrub
+                        .in_zone(&crate::system::clock::zone_name())
                 )))
             }
         }

@@ -39,6 +39,7 @@ pub struct Lease {
     pub server: Ipv4Addr,
     pub routers: Vec<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
+    pub ntp: Vec<Ipv4Addr>,
     pub domain: Option<String>,
     pub lease_secs: u32,
     pub t1_secs: u32,
@@ -602,6 +603,7 @@ impl Machine {
                 .filter(|r| usable(*r))
                 .collect(),
             dns: reply.dns.iter().copied().filter(|d| usable(*d)).collect(),
+            ntp: reply.ntp.iter().copied().filter(|d| usable(*d)).collect(),
             domain: reply.domain.clone(),
             lease_secs,
             t1_secs,
@@ -744,6 +746,7 @@ mod tests {
                 server: ip("10.0.2.2"),
                 routers: vec![ip("10.0.2.2")],
                 dns: vec![ip("10.0.2.3")],
+                ntp: Vec::new(),
                 domain: None,
                 lease_secs: 86400,
                 t1_secs: 43200,

@@ -165,6 +165,7 @@ pub fn addressing(lease: &Lease) -> Addressing {
         prefix: lease.prefix,
         gateway,
         dns: lease.dns.clone(),
+        ntp: lease.ntp.clone(),
         domain: lease.domain.clone(),
         origin: Origin::Dhcp,
     }

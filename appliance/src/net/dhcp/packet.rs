@@ -24,7 +24,7 @@ pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
 
 /// The options we ask servers for (option 55).
-pub const REQUESTED_OPTIONS: [OptionCode; 7] = [
+pub const REQUESTED_OPTIONS: [OptionCode; 8] = [
     OptionCode::SubnetMask,
     OptionCode::Router,
     OptionCode::DomainNameServer,
@@ -32,6 +32,7 @@ pub const REQUESTED_OPTIONS: [OptionCode; 7] = [
     OptionCode::AddressLeaseTime,
     OptionCode::Renewal,
     OptionCode::Rebinding,
+    OptionCode::NtpServers,
 ];
 
 /// Where a request goes.
@@ -126,6 +127,8 @@ pub struct Reply {
     pub subnet_mask: Option<Ipv4Addr>,
     pub routers: Vec<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
+    /// Option 42, the NTP servers.
+    pub ntp: Vec<Ipv4Addr>,
     pub domain: Option<String>,
     pub lease_secs: Option<u32>,
     pub renewal_secs: Option<u32>,
@@ -188,10 +191,10 @@ pub fn encode(out: &Outgoing, identity: &Identity) -> Result<Vec<u8>, PacketErro
 /// The options a client reads, with the lengths they must have.
 fn option_fits(code: u8, len: usize) -> bool {
     match code {
-        53 => len == 1,                             // message type
-        1 | 51 | 54 | 58 | 59 => len == 4,          // mask, lease, server id, T1, T2
-        3 | 6 => len >= 4 && len.is_multiple_of(4), // routers, name servers
-        15 | 56 => (1..=255).contains(&len),        // domain name, message
+        53 => len == 1,                                  // message type
+        1 | 51 | 54 | 58 | 59 => len == 4,               // mask, lease, server id, T1, T2
+        3 | 6 | 42 => len >= 4 && len.is_multiple_of(4), // routers, name and NTP servers
+        15 | 56 => (1..=255).contains(&len),             // domain name, message
         _ => false,
     }
 }
@@ -242,7 +245,7 @@ fn sanitize(bytes: &[u8]) -> Result<Vec<u8>, PacketError> {
                 "message type option has length {}",
                 value.len()
             )));
-        } else if matches!(code, 1 | 3 | 6 | 15 | 51 | 54 | 56 | 58 | 59) {
+        } else if matches!(code, 1 | 3 | 6 | 15 | 42 | 51 | 54 | 56 | 58 | 59) {
             log::debug!("dhcp: option {code} of length {} ignored", value.len());
         }
     }
@@ -281,7 +284,9 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, PacketError> {
         _ => None,
     };
     let ipv4s = |code| match opts.get(code) {
-        Some(DhcpOption::Router(v)) | Some(DhcpOption::DomainNameServer(v)) => v.clone(),
+        Some(DhcpOption::Router(v))
+        | Some(DhcpOption::DomainNameServer(v))
+        | Some(DhcpOption::NtpServers(v)) => v.clone(),
         _ => Vec::new(),
     };
     let secs = |code| match opts.get(code) {
@@ -299,6 +304,7 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, PacketError> {
         subnet_mask: ipv4(OptionCode::SubnetMask),
         routers: ipv4s(OptionCode::Router),
         dns: ipv4s(OptionCode::DomainNameServer),
+        ntp: ipv4s(OptionCode::NtpServers),
         domain: match opts.get(OptionCode::DomainName) {
             Some(DhcpOption::DomainName(d)) => Some(d.clone()),
             _ => None,
@@ -424,8 +430,12 @@ pub mod tests {
             "option 53 DISCOVER"
         );
         assert!(
-            options.windows(4).any(|w| w == [55, 7, 1, 3]),
+            options.windows(4).any(|w| w == [55, 8, 1, 3]),
             "option 55 starts with subnet mask and router"
+        );
+        assert!(
+            options.windows(10).any(|w| w[..2] == [55, 8] && w[9] == 42),
+            "option 55 asks for the NTP servers last"
         );
         assert!(options
             .windows(6)
@@ -501,6 +511,7 @@ pub mod tests {
                 subnet_mask: Some(ip("255.255.255.0")),
                 routers: vec![ip("10.0.2.2")],
                 dns: vec![ip("10.0.2.3")],
+                ntp: Vec::new(),
                 domain: None,
                 lease_secs: Some(86400),
                 renewal_secs: None,
@@ -571,8 +582,10 @@ pub mod tests {
         bytes.extend_from_slice(&[15, 2, 0xff, 0xfe]); // domain that is not UTF-8
         bytes.extend_from_slice(&[3, 4, 10, 0, 2, 2]);
         bytes.extend_from_slice(&[6, 4, 10, 0, 2, 3, 6, 4, 10, 0, 2, 4]); // split (RFC 3396)
+        bytes.extend_from_slice(&[42, 8, 10, 0, 2, 2, 192, 168, 1, 1]); // NTP servers
         bytes.extend_from_slice(&[54, 4, 10, 0, 2, 2, 51, 4, 0, 0, 0, 60, 255]);
         let reply = parse_reply(&bytes).expect("parses");
+        assert_eq!(reply.ntp, vec![ip("10.0.2.2"), ip("192.168.1.1")]);
         assert_eq!(reply.kind, ReplyKind::Offer);
         assert_eq!(reply.subnet_mask, None);
         assert_eq!(reply.domain, None);
@@ -584,6 +597,9 @@ pub mod tests {
         let mut odd_dns = good[..240].to_vec();
         odd_dns.extend_from_slice(&[53, 1, 2, 6, 5, 10, 0, 2, 3, 9, 255]); // not a multiple of 4
         assert!(parse_reply(&odd_dns).expect("parses").dns.is_empty());
+        let mut odd_ntp = good[..240].to_vec();
+        odd_ntp.extend_from_slice(&[53, 1, 2, 42, 3, 10, 0, 2, 255]);
+        assert!(parse_reply(&odd_ntp).expect("parses").ntp.is_empty());
 
         let mut long_hlen = good.clone();
         long_hlen[2] = 222;
