@@ -3,9 +3,11 @@
 //! This file holds the state, the event dispatch, system and network requests, status and
 //! shutdown; [`health_requests`] holds disk health and its poll; [`storage_requests`] holds
 //! pool assembly, pool, dataset and file requests and the long storage jobs; [`time_requests`]
-//! holds `time`, the SNTP client's reports and [`time_requests::ClockState`].
+//! holds `time`, the SNTP client's reports and [`time_requests::ClockState`];
+//! [`backup_requests`] holds `system config export` and `system config import`.
 
 mod alert_requests;
+mod backup_requests;
 mod health_requests;
 mod sharing_requests;
 mod smb_requests;
@@ -395,6 +397,7 @@ impl Appliance {
             Request::Snapshot(r) => self.snapshot_request(r),
             Request::Alert(r) => self.alert_request(r),
             Request::Time(r) => self.time_request(r),
+            Request::Config(r) => self.config_request(r),
             Request::Log { lines } => Ok(Reply::Log(crate::logstore::this_boot(lines))),
             Request::LogBoot { back, lines } => crate::logstore::boot(back, lines).map(Reply::Log),
             Request::LogBoots => Ok(Reply::Log(crate::logstore::boots())),
@@ -727,6 +730,7 @@ fn changes_config(request: &Request) -> bool {
         | Request::LogBoots
         | Request::File(_)
         | Request::Hostname(None)
+        | Request::Config(crate::console::request::ConfigRequest::Export { .. })
         | Request::Alert(
             AlertRequest::List
             | AlertRequest::History
@@ -737,6 +741,7 @@ fn changes_config(request: &Request) -> bool {
         | Request::Reboot
         | Request::PowerOff => false,
         Request::Hostname(Some(_))
+        | Request::Config(crate::console::request::ConfigRequest::Import { .. })
         | Request::Alert(
             AlertRequest::Mail { .. }
             | AlertRequest::Webhook(_)
