@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn atomic_writes_have_their_mode_and_reads_are_bounded() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("tank-files-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("tank-files-atomic-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let rel = Path::new("backups/tank.exp");
