@@ -56,6 +56,7 @@ use super::accounts::UserName;
 use super::model::{Config, ConfigError, DatasetConfig, NetIface, NetMethod};
 use super::names::DatasetName;
 use super::record::{self, EncodeError, RecordError};
+use super::sharing::Squash;
 
 /// The magic bytes at the start of every export file.
 pub const MAGIC: [u8; 8] = *b"TANKEXP\0";
@@ -515,14 +516,19 @@ fn diff(
         |s| format!("nfs {}", s.dataset),
         |s| {
             format!(
-                "clients {}, {}, squash {:?}{}",
+                "clients {}, {}, squash {}{}",
                 if s.clients.is_empty() {
                     "*".into()
                 } else {
                     list(&s.clients)
                 },
                 if s.read_only { "ro" } else { "rw" },
-                s.squash,
+                match s.squash {
+                    Squash::RootToNobody => "root→nobody".to_owned(),
+                    Squash::None => "none".to_owned(),
+                    Squash::MapRoot { uid, gid } => format!("root→{uid}:{gid}"),
+                    Squash::MapAll { uid, gid } => format!("all→{uid}:{gid}"),
+                },
                 if s.insecure { ", insecure" } else { "" }
             )
         },
@@ -962,7 +968,7 @@ mod tests {
             "datasets:\n  ~ media: quota none, compression zstd, owner 0:0, mode 0755 → quota 1.0 GiB",
             "  + vms (quota none",
             "  = inbox (kept, not in the file)",
-            "shares:\n  + nfs vms",
+            "shares:\n  + nfs vms (clients *, rw, squash root→nobody)",
             "  + smb media (dataset media",
             "users:\n  ~ alice: uid 1000, gid 1000, groups - → uid 1001, gid 1001, groups media",
             "  + bob (uid 1002",
