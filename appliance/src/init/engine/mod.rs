@@ -622,6 +622,10 @@ impl Appliance {
                     state: self.snapshot_status(),
                 },
                 ServiceLine {
+                    name: "alerts",
+                    state: self.alerts_status(),
+                },
+                ServiceLine {
                     name: "console",
                     state: self.board.consoles.join(", "),
                 },
