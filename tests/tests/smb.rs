@@ -346,6 +346,56 @@ fn smb_shares_users_and_access() {
         ],
     );
 
+    // Encryption required: SMB 3.0 becomes the minimum, an SMB 2.1 client is refused and an
+    // encrypting SMB 3 client works.
+    let said = ok(&mut guest, "smb set encryption required");
+    assert!(said.contains("SMB 3.0 the minimum"), "{said}");
+    let show = ok(&mut guest, "smb show");
+    assert!(show.contains("protocols:   SMB 3.0 to SMB 3.1.1"), "{show}");
+    smb_fails(
+        port,
+        &[
+            "//127.0.0.1/media",
+            "-U",
+            alice,
+            "-m",
+            "SMB2_10",
+            "-c",
+            "ls",
+        ],
+        "protocol negotiation failed",
+    );
+    let encrypted = smb_ok(
+        port,
+        &[
+            "//127.0.0.1/media",
+            "-U",
+            alice,
+            "--client-protection=encrypt",
+            "-d",
+            "5",
+            "-c",
+            "ls",
+        ],
+    );
+    assert!(
+        encrypted.contains("negotiated dialect[SMB3_11]"),
+        "{encrypted}"
+    );
+    ok(&mut guest, "smb set encryption auto");
+    smb_ok(
+        port,
+        &[
+            "//127.0.0.1/media",
+            "-U",
+            alice,
+            "-m",
+            "SMB2_10",
+            "-c",
+            "ls",
+        ],
+    );
+
     // Share changes are live: a removed share is gone from the listing.
     ok(&mut guest, "smb share remove lan");
     let listing = smb_ok(port, &["-L", "//127.0.0.1", "-U", alice]);

@@ -33,7 +33,7 @@ use genl::{Genl, Incoming};
 use ipc::{event, Request, Startup};
 use policy::{Policy, View};
 
-use crate::config::sharing::{Encryption, Signing};
+use crate::config::sharing::{Encryption, Signing, SmbProtocol};
 use crate::config::Config;
 
 /// Where ksmbd's control files live.
@@ -75,6 +75,15 @@ pub fn netbios_name(hostname: &str) -> String {
         .to_ascii_uppercase()
 }
 
+/// The lowest dialect served: encryption needs SMB 3.0, so `encryption required` raises the
+/// minimum to it (an SMB 2.1 client would otherwise connect unencrypted).
+pub fn effective_min_protocol(smb: &crate::config::sharing::SmbGlobal) -> SmbProtocol {
+    match smb.encryption {
+        Encryption::Required => SmbProtocol::Smb3_0,
+        _ => smb.min_protocol,
+    }
+}
+
 /// The startup settings for a configuration.
 pub fn startup_for(config: &Config, hostname: &str) -> Startup {
     let smb = &config.smb;
@@ -90,7 +99,7 @@ pub fn startup_for(config: &Config, hostname: &str) -> Startup {
             Signing::Auto => 2,
             Signing::Mandatory => 3,
         },
-        min_protocol: smb.min_protocol.ksmbd_name().into(),
+        min_protocol: effective_min_protocol(smb).ksmbd_name().into(),
         max_protocol: "SMB3_11".into(),
         netbios_name: netbios_name(hostname),
         workgroup: smb.workgroup.clone(),

@@ -184,10 +184,17 @@ impl Appliance {
                         smb.workgroup
                     ),
                     format!(
-                        "protocols:   {} to SMB 3.1.1",
-                        match smb.min_protocol {
+                        "protocols:   {} to SMB 3.1.1{}",
+                        match crate::smb::effective_min_protocol(smb) {
                             SmbProtocol::Smb2_1 => "SMB 2.1",
                             SmbProtocol::Smb3_0 => "SMB 3.0",
+                        },
+                        if smb.min_protocol == SmbProtocol::Smb2_1
+                            && smb.encryption == Encryption::Required
+                        {
+                            " (encryption required needs SMB 3.0: SMB 2.1 clients are refused)"
+                        } else {
+                            ""
                         }
                     ),
                     format!(
@@ -230,12 +237,20 @@ impl Appliance {
                     .smb
                     .as_ref()
                     .is_some_and(|s| s.needs_restart(&new, &self.hostname));
+                let raised = new.smb.encryption == Encryption::Required
+                    && new.smb.min_protocol == SmbProtocol::Smb2_1;
                 self.change_sharing(new)?;
-                Ok(Reply::Done(if restart {
-                    "SMB settings changed; the server restarted (clients reconnect)".into()
+                let mut said = if restart {
+                    "SMB settings changed; the server restarted (clients reconnect)".to_string()
                 } else {
-                    "SMB settings changed".into()
-                }))
+                    "SMB settings changed".to_string()
+                };
+                if raised {
+                    said.push_str(
+                        "; encryption required makes SMB 3.0 the minimum: SMB 2.1 clients are refused",
+                    );
+                }
+                Ok(Reply::Done(said))
             }
             SmbRequest::ShareList => {
                 let rows = self
