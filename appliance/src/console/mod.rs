@@ -14,6 +14,7 @@ pub mod parse_snapshot;
 pub mod render;
 pub mod request;
 pub mod time;
+pub mod version;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -122,7 +123,7 @@ impl Consoles {
             session,
             format!(
                 "\r\nTank {} on {}. Type 'help' for commands.\r\n{}",
-                crate::VERSION,
+                crate::version(),
                 session.device,
                 self.prompt()
             )

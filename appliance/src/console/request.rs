@@ -400,6 +400,8 @@ pub enum AlertChannel {
 pub enum Request {
     Alert(AlertRequest),
     Status,
+    /// `system version`.
+    Version,
     Disks,
     /// Sequential read speed of a disk (`disk readtest`).
     DiskReadTest {
@@ -593,4 +595,6 @@ pub enum Reply {
     },
     /// `time`.
     Time(Box<super::time::TimeReport>),
+    /// `system version`.
+    Version(Box<super::version::VersionReport>),
 }
