@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use image::sign::{KeyKind, Signer};
 
-/// The file names `keygen` writes.
-pub const PRIVATE_NAME: &str = "release.key";
-pub const PUBLIC_NAME: &str = "release.pub";
+/// The name `keygen` gives a key pair: `release.key` and `release.pub`.
+pub const RELEASE_STEM: &str = "release";
 
 /// Makes a key pair in `dir` as `<stem>.key` and `<stem>.pub`; refuses to overwrite either.
 /// Returns the signer and the two paths.
@@ -65,7 +64,7 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 
 /// `cargo xtask keygen DIR`.
 pub fn keygen(dir: &Path) -> Result<()> {
-    let (signer, private, public) = generate(dir, "release", KeyKind::Release)?;
+    let (signer, private, public) = generate(dir, RELEASE_STEM, KeyKind::Release)?;
     eprintln!(
         "xtask: made an ed25519 key pair, fingerprint {}:\n  {} (private, mode 0600: keep it \
          offline and backed up)\n  {} (public)\nxtask: sign images with `cargo xtask image \
@@ -112,10 +111,10 @@ mod tests {
     fn keygen_makes_a_private_file_and_refuses_to_overwrite() {
         let d = dir("gen");
         keygen(&d).unwrap();
-        let private = d.join(PRIVATE_NAME);
+        let private = d.join(format!("{RELEASE_STEM}.key"));
         let mode = fs::metadata(&private).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let public = fs::read_to_string(d.join(PUBLIC_NAME)).unwrap();
+        let public = fs::read_to_string(d.join(format!("{RELEASE_STEM}.pub"))).unwrap();
         assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
         let before = fs::read(&private).unwrap();
         let e = keygen(&d).unwrap_err().to_string();
