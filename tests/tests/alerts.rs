@@ -138,6 +138,12 @@ fn alerts_reach_mail_and_webhook_across_a_pulled_disk() {
         })
         .expect("status says degraded");
     assert!(status.contains("pool.degraded"), "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.trim_start().starts_with("alerts") && l.contains("1 critical")),
+        "{status}"
+    );
     let list = ok(&mut guest, "alert list");
     assert!(
         list.contains("CRITICAL") && list.contains("pool.degraded"),

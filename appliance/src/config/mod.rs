@@ -10,6 +10,8 @@
 //! - [`calendar`]: UTC date arithmetic for schedules and timestamps.
 //! - [`record`]: the persisted form, versioned record types (`ConfigRecordV1`) in a
 //!   checksummed envelope; [`encode`] and [`decode`].
+//! - [`export`]: configuration backups: the export file (its own `TANKEXP` envelope around a
+//!   record) and the plan of what an import changes.
 //! - [`store`]: [`Store`], numbered generations of record files in a directory on the pool,
 //!   saved atomically and loaded with fallback past damaged files.
 //!
@@ -21,6 +23,7 @@
 pub mod accounts;
 pub mod alerting;
 pub mod calendar;
+pub mod export;
 pub mod model;
 pub mod names;
 pub mod record;

@@ -9,6 +9,7 @@
 pub mod editor;
 pub mod parse;
 pub mod parse_alert;
+pub mod parse_backup;
 pub mod parse_sharing;
 pub mod parse_snapshot;
 pub mod render;

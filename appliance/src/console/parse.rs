@@ -63,6 +63,16 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         noun: "system",
+        usage: "system config export DATASET/PATH [secrets]",
+        about: "write the whole configuration to a file (password hashes only with secrets)",
+    },
+    CommandHelp {
+        noun: "system",
+        usage: "system config import DATASET/PATH",
+        about: "show what an export changes, apply it when confirmed",
+    },
+    CommandHelp {
+        noun: "system",
         usage: "reboot",
         about: "stop services, unmount, restart (also: system reboot)",
     },
@@ -363,6 +373,7 @@ fn parse_system(rest: &[&str]) -> Result<Request, ParseError> {
         ["poweroff"] => Ok(Request::PowerOff),
         ["hostname", args @ ..] => parse_hostname(args),
         ["log", args @ ..] => parse_log(args),
+        ["config", args @ ..] => super::parse_backup::parse_config(args).map(Request::Config),
         [] => Err(err("'system' needs a verb", usage_hint("system"))),
         [verb, ..] => Err(unknown_verb("system", verb)),
     }

@@ -395,6 +395,21 @@ pub enum AlertChannel {
     Webhook,
 }
 
+/// Configuration backups (`system config export|import`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigRequest {
+    /// Writes the whole configuration to `path` (`DATASET/relative/path`); users' NT hashes
+    /// and the mail password only with `secrets`.
+    Export { path: String, secrets: bool },
+    /// Reads an export from `path` and shows what it changes; `seen` is the digest of the file
+    /// and the configuration the operator was shown, `confirmed` their answer.
+    Import {
+        path: String,
+        seen: Option<[u8; 32]>,
+        confirmed: bool,
+    },
+}
+
 /// Everything the console can ask of the appliance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -440,6 +455,8 @@ pub enum Request {
     /// `time`, `time zone`, `time server`.
     Time(super::time::TimeRequest),
     Hostname(Option<HostName>),
+    /// `system config export|import`.
+    Config(ConfigRequest),
     Reboot,
     PowerOff,
 }
@@ -480,6 +497,13 @@ impl Request {
                 Request::Dataset(DatasetRequest::Destroy {
                     name,
                     force,
+                    confirmed: true,
+                })
+            }
+            Request::Config(ConfigRequest::Import { path, seen, .. }) => {
+                Request::Config(ConfigRequest::Import {
+                    path,
+                    seen,
                     confirmed: true,
                 })
             }

@@ -180,6 +180,69 @@ pub fn list(mount: &Path, dataset: &str, rel: &Path) -> Result<Vec<Entry>, FileE
     Ok(out)
 }
 
+/// Writes `bytes` to `path` atomically with permission bits `mode`: a temporary file beside
+/// it (created with `mode`, never wider), fsync, rename over `path`, fsync of the directory.
+/// A file `path` names that is a symlink is replaced, never followed.
+pub fn write_atomic(
+    mount: &Path,
+    dataset: &str,
+    rel: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), FileError> {
+    let shown = format!("{dataset}/{}", rel.display());
+    let Some(name) = rel.file_name() else {
+        return Err(FileError::BadPath(shown));
+    };
+    let path = mount.join(rel);
+    let dir = path.parent().unwrap_or(mount).to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(|e| io_error(&shown, dataset, e))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(".tmp");
+    let temp = dir.join(temp_name);
+    let _ = std::fs::remove_file(&temp);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&temp)?;
+        // The umask may have narrowed the mode; set exactly what was asked.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io_error(&shown, dataset, e));
+    }
+    Ok(())
+}
+
+/// Reads a whole file of at most `max` bytes (a symlink is refused, not followed).
+pub fn read_limited(
+    mount: &Path,
+    dataset: &str,
+    rel: &Path,
+    max: u64,
+) -> Result<Vec<u8>, FileError> {
+    let shown = format!("{dataset}/{}", rel.display());
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(mount.join(rel))
+        .map_err(|e| io_error(&shown, dataset, e))?;
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(&shown, dataset, e))?;
+    Ok(bytes)
+}
+
 /// Removes a file (or an empty directory).
 pub fn remove(mount: &Path, dataset: &str, rel: &Path) -> Result<(), FileError> {
     let shown = format!("{dataset}/{}", rel.display());
@@ -217,6 +280,32 @@ mod tests {
         assert!(split("").is_err());
         assert!(split("../etc").is_err());
         assert!(split("./x").is_err());
+    }
+
+    #[test]
+    fn atomic_writes_have_their_mode_and_reads_are_bounded() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tank-files-atomic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let rel = Path::new("backups/tank.exp");
+        for (mode, bytes) in [(0o644, &b"first"[..]), (0o600, &b"second, longer"[..])] {
+            write_atomic(&dir, "media", rel, bytes, mode).unwrap();
+            let meta = std::fs::metadata(dir.join(rel)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o7777, mode);
+            assert_eq!(read_limited(&dir, "media", rel, 1 << 20).unwrap(), bytes);
+        }
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.join("backups"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["tank.exp"]);
+        // A read stops one byte past the limit, so a too-large file is seen as such.
+        assert_eq!(read_limited(&dir, "media", rel, 3).unwrap().len(), 4);
+        let e = read_limited(&dir, "media", Path::new("nope"), 3).unwrap_err();
+        assert!(e.to_string().contains("media/nope"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

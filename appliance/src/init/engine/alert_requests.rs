@@ -887,6 +887,32 @@ impl Appliance {
         }
     }
 
+    /// The `alerts` line of `status`: active counts and each channel's state.
+    pub(super) fn alerts_status(&self) -> String {
+        let [info, warning, critical] = self.book.counts();
+        let mut line = format!("{critical} critical, {warning} warning, {info} info active");
+        let channels = self.outbox.channels();
+        if channels.kinds().is_empty() {
+            line.push_str("; no channels (set one with 'alert mail' or 'alert webhook')");
+            return line;
+        }
+        let pending = self.outbox.pending();
+        let last = self.outbox.last_results();
+        for kind in channels.kinds() {
+            let waiting = pending.iter().filter(|m| m.channel == kind).count();
+            let state = match last.get(&kind).map(|r| &r.outcome) {
+                None => "ready".to_string(),
+                Some(Ok(_)) => "ok".to_string(),
+                Some(Err(_)) => "FAILING (see 'alert show')".to_string(),
+            };
+            line.push_str(&format!("; {} {state}", kind.as_str()));
+            if waiting > 0 {
+                line.push_str(&format!(", {waiting} waiting"));
+            }
+        }
+        line
+    }
+
     /// Active alerts for `status`, most severe first.
     pub(super) fn status_alerts(&self) -> Vec<String> {
         self.book

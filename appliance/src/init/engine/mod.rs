@@ -4,9 +4,11 @@
 //! shutdown; [`health_requests`] holds disk health and its poll; [`storage_requests`] holds
 //! pool assembly, pool, dataset and file requests and the long storage jobs; [`time_requests`]
 //! holds `time`, the SNTP client's reports and [`time_requests::ClockState`];
+//! [`backup_requests`] holds `system config export` and `system config import`;
 //! [`system_requests`] holds `system version`.
 
 mod alert_requests;
+mod backup_requests;
 mod health_requests;
 mod sharing_requests;
 mod smb_requests;
@@ -398,6 +400,7 @@ impl Appliance {
             Request::Snapshot(r) => self.snapshot_request(r),
             Request::Alert(r) => self.alert_request(r),
             Request::Time(r) => self.time_request(r),
+            Request::Config(r) => self.config_request(r),
             Request::Log { lines } => Ok(Reply::Log(crate::logstore::this_boot(lines))),
             Request::LogBoot { back, lines } => crate::logstore::boot(back, lines).map(Reply::Log),
             Request::LogBoots => Ok(Reply::Log(crate::logstore::boots())),
@@ -622,6 +625,10 @@ impl Appliance {
                     state: self.snapshot_status(),
                 },
                 ServiceLine {
+                    name: "alerts",
+                    state: self.alerts_status(),
+                },
+                ServiceLine {
                     name: "console",
                     state: self.board.consoles.join(", "),
                 },
@@ -731,6 +738,7 @@ fn changes_config(request: &Request) -> bool {
         | Request::LogBoots
         | Request::File(_)
         | Request::Hostname(None)
+        | Request::Config(crate::console::request::ConfigRequest::Export { .. })
         | Request::Alert(
             AlertRequest::List
             | AlertRequest::History
@@ -741,6 +749,7 @@ fn changes_config(request: &Request) -> bool {
         | Request::Reboot
         | Request::PowerOff => false,
         Request::Hostname(Some(_))
+        | Request::Config(crate::console::request::ConfigRequest::Import { .. })
         | Request::Alert(
             AlertRequest::Mail { .. }
             | AlertRequest::Webhook(_)
