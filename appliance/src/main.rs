@@ -21,11 +21,17 @@ mod supervise;
 mod system;
 #[cfg(test)]
 mod testing;
+mod upgrade;
 
 use std::path::Path;
 
-/// The appliance's version, shown by `status` and written into the image manifest.
+/// The init's own version (the crate's); the image's, with its build label, is [`version`].
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The running image's version, `0.1.0` or `0.1.0+LABEL`, from `/etc/tank-release`.
+pub fn version() -> &'static str {
+    system::release::running().version.as_str()
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -10,13 +10,16 @@
 //! out_dir/initramfs.img   zstd-compressed cpio newc archive
 //! out_dir/cmdline         the board's kernel command line, one line
 //! out_dir/manifest.json   what went in, with sizes and sha256 (no timestamps)
+//! out_dir/release.json    the signed release manifest (crate::sign)
+//! out_dir/release.sig     its ed25519 signature
 //! out_dir/tank-<version>-<board>.img      the flashable GPT/UEFI disk image (crate::disk)
 //! out_dir/tank-<version>-<board>.tar.gz   the release bundle (crate::bundle)
 //! ```
 //!
 //! The initramfs holds `/init` (the init binary), `/sbin/modprobe` (a symlink to `/init`, so the
 //! kernel's `request_module()` reaches it), the usual mount points, `/dev/console` and
-//! `/dev/null`, `/etc/tank-release`, and `lib/modules/<release>/` with the closure's modules
+//! `/dev/null`, `/etc/tank-release` (version, board, build id, signer), `/etc/tank/trusted-keys`
+//! (the public keys releases must be signed with, [`crate::sign`]), and `lib/modules/<release>/` with the closure's modules
 //! decompressed and the depmod-format files.
 //!
 //! What does not live here: running QEMU or flashing the image (xtask, tests).
@@ -40,7 +43,7 @@ use crate::modules::{read_module_bytes, Closure, ClosureError, IndexError, Modul
 pub const ZSTD_LEVEL: i32 = 19;
 
 /// Bumped when the manifest's shape changes.
-pub const MANIFEST_FORMAT: u32 = 2;
+pub const MANIFEST_FORMAT: u32 = 3;
 
 /// What to build.
 pub struct BuildRequest<'a> {
@@ -51,8 +54,10 @@ pub struct BuildRequest<'a> {
     pub cache_dir: &'a Path,
     /// Where `vmlinuz`, `initramfs.img`, `cmdline` and `manifest.json` are written.
     pub out_dir: &'a Path,
-    /// The Tank version recorded in the image.
+    /// The Tank version recorded in the image, with its build label (`0.1.0+rc1`).
     pub version: &'a str,
+    /// The key the release manifest is signed with; the image trusts its public key.
+    pub signer: &'a crate::sign::Signer,
     /// Refresh the apt lists even if they are recent.
     pub refresh: bool,
 }
@@ -158,6 +163,12 @@ pub struct Manifest {
     pub bootloader: Option<ManifestPackage>,
     #[serde(default)]
     pub disk: Option<ManifestDisk>,
+    /// The build id (also in `/etc/tank-release` and `release.json`).
+    #[serde(default)]
+    pub build_id: String,
+    /// The key `release.json` is signed with.
+    #[serde(default)]
+    pub signer: Option<crate::sign::ReleaseSigner>,
 }
 
 impl Manifest {
@@ -213,7 +224,29 @@ pub fn build(req: &BuildRequest) -> Result<Manifest, BuildError> {
         closure.modules.len(),
         req.board.name
     );
-    let (cpio, modules) = initramfs(req.board, req.version, &kernel, &closure, init)?;
+    let trusted = crate::sign::trusted_keys_text(&[(req.signer.kind, req.signer.public_key())]);
+    let vmlinuz = fs::read(&kernel.vmlinuz).map_err(|source| BuildError::Read {
+        path: kernel.vmlinuz.clone(),
+        source,
+    })?;
+    let stamp = Stamp {
+        build_id: crate::sign::build_id(&[
+            req.version.as_bytes(),
+            req.board.name.as_bytes(),
+            req.board.cmdline.as_bytes(),
+            kernel.package.as_bytes(),
+            kernel.version.as_bytes(),
+            &vmlinuz,
+            &init,
+            trusted.as_bytes(),
+        ]),
+        signer: crate::sign::ReleaseSigner {
+            kind: req.signer.kind,
+            fingerprint: req.signer.fingerprint(),
+        },
+        trusted_keys: trusted,
+    };
+    let (cpio, modules) = initramfs(req.board, req.version, &kernel, &closure, init, &stamp)?;
     let cpio_len = cpio.len() as u64;
     let compressed = compress(&cpio).map_err(|source| BuildError::Write {
         path: req.out_dir.join("initramfs.img"),
@@ -231,10 +264,6 @@ pub fn build(req: &BuildRequest) -> Result<Manifest, BuildError> {
     };
     fs::create_dir_all(req.out_dir).map_err(|source| BuildError::Write {
         path: req.out_dir.to_owned(),
-        source,
-    })?;
-    let vmlinuz = fs::read(&kernel.vmlinuz).map_err(|source| BuildError::Read {
-        path: kernel.vmlinuz.clone(),
         source,
     })?;
     let mut files = vec![
@@ -290,6 +319,8 @@ pub fn build(req: &BuildRequest) -> Result<Manifest, BuildError> {
             disk_guid: image.disk_guid.to_string(),
             esp_guid: image.esp_guid.to_string(),
         }),
+        build_id: stamp.build_id.clone(),
+        signer: Some(stamp.signer.clone()),
     };
     let path = req.out_dir.join("manifest.json");
     let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| BuildError::Write {
@@ -297,16 +328,59 @@ pub fn build(req: &BuildRequest) -> Result<Manifest, BuildError> {
         source: io::Error::other(e),
     })?;
     json.push(b'\n');
-    fs::write(&path, json).map_err(|source| BuildError::Write { path, source })?;
+    fs::write(&path, &json).map_err(|source| BuildError::Write { path, source })?;
+    let mut parts: Vec<crate::sign::ReleasePart> = manifest
+        .files
+        .iter()
+        .map(|f| crate::sign::ReleasePart {
+            name: f.name.clone(),
+            size: f.size,
+            sha256: f.sha256.clone(),
+        })
+        .collect();
+    parts.push(crate::sign::ReleasePart {
+        name: "manifest.json".into(),
+        size: json.len() as u64,
+        sha256: hex(&Sha256::digest(&json)),
+    });
+    let release = crate::sign::ReleaseManifest {
+        kind: crate::sign::RELEASE_KIND.into(),
+        format: crate::sign::RELEASE_FORMAT,
+        tank_version: req.version.to_owned(),
+        board: req.board.name.to_owned(),
+        build_id: stamp.build_id.clone(),
+        config_versions: crate::sign::ConfigVersions {
+            oldest: crate::sign::CONFIG_VERSIONS.0,
+            current: crate::sign::CONFIG_VERSIONS.1,
+        },
+        signer: stamp.signer.clone(),
+        parts,
+    };
+    let release_bytes = release.to_bytes();
+    write(crate::sign::RELEASE_MANIFEST, &release_bytes)?;
+    write(
+        crate::sign::RELEASE_SIGNATURE,
+        &req.signer.sign(&release_bytes),
+    )?;
+    log::info!(
+        "signed {} with the {} key {}",
+        crate::sign::RELEASE_MANIFEST,
+        req.signer.kind.as_str(),
+        stamp.signer.fingerprint
+    );
+    // The signed manifest first, so a reader checks the signature before any part; the disk
+    // image, which an upgrade only hashes, last.
     crate::bundle::write(
         req.out_dir,
         &stem,
         &[
-            &image_name,
+            crate::sign::RELEASE_MANIFEST,
+            crate::sign::RELEASE_SIGNATURE,
             "vmlinuz",
             "initramfs.img",
             "cmdline",
             "manifest.json",
+            &image_name,
         ],
     )?;
     log::info!(
@@ -320,6 +394,15 @@ pub fn build(req: &BuildRequest) -> Result<Manifest, BuildError> {
     Ok(manifest)
 }
 
+/// What an image says about its own build, in `/etc/tank-release` and `/etc/tank/trusted-keys`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub build_id: String,
+    pub signer: crate::sign::ReleaseSigner,
+    /// The text of `/etc/tank/trusted-keys`.
+    pub trusted_keys: String,
+}
+
 /// The uncompressed initramfs (cpio newc) and the list of modules it carries.
 pub fn initramfs(
     board: &board::Board,
@@ -327,6 +410,7 @@ pub fn initramfs(
     kernel: &KernelPackage,
     closure: &Closure,
     init: Vec<u8>,
+    stamp: &Stamp,
 ) -> Result<(Vec<u8>, Vec<ManifestModule>), BuildError> {
     let mut a = Archive::new();
     for dir in [
@@ -337,6 +421,7 @@ pub fn initramfs(
         "tmp",
         "mnt",
         "etc",
+        "etc/tank",
         "root",
         "sbin",
         "lib/modules",
@@ -353,10 +438,21 @@ pub fn initramfs(
     a.file("init", 0o755, init)?;
     a.symlink("sbin/modprobe", "/init")?;
     let release = format!(
-        "TANK_VERSION={version}\nBOARD={}\nKERNEL_RELEASE={}\nKERNEL_PACKAGE={} {}\n",
-        board.name, kernel.release, kernel.package, kernel.version
+        "TANK_VERSION={version}\nBOARD={}\nKERNEL_RELEASE={}\nKERNEL_PACKAGE={} {}\nBUILD_ID={}\nSIGNER={} {}\n",
+        board.name,
+        kernel.release,
+        kernel.package,
+        kernel.version,
+        stamp.build_id,
+        stamp.signer.kind.as_str(),
+        stamp.signer.fingerprint
     );
     a.file("etc/tank-release", 0o644, release.into_bytes())?;
+    a.file(
+        crate::sign::TRUSTED_KEYS_PATH,
+        0o644,
+        stamp.trusted_keys.clone().into_bytes(),
+    )?;
 
     let base = format!("lib/modules/{}", kernel.release);
     a.dir(&base, 0o755)?;
@@ -423,8 +519,20 @@ mod tests {
     fn initramfs_layout_and_reproducibility() {
         let (kernel, closure) = empty_kernel();
         let board = board::default_board();
-        let (a, mods) = initramfs(board, "0.1.0", &kernel, &closure, b"#!init".to_vec()).unwrap();
-        let (b, _) = initramfs(board, "0.1.0", &kernel, &closure, b"#!init".to_vec()).unwrap();
+        let stamp = Stamp {
+            build_id: "0123456789abcdef".into(),
+            signer: crate::sign::ReleaseSigner {
+                kind: crate::sign::KeyKind::Development,
+                fingerprint: "ff".repeat(16),
+            },
+            trusted_keys: crate::sign::trusted_keys_text(&[(
+                crate::sign::KeyKind::Development,
+                [1; 32],
+            )]),
+        };
+        let init = b"#!init".to_vec();
+        let (a, mods) = initramfs(board, "0.1.0", &kernel, &closure, init.clone(), &stamp).unwrap();
+        let (b, _) = initramfs(board, "0.1.0", &kernel, &closure, init, &stamp).unwrap();
         assert!(mods.is_empty());
         assert_eq!(a, b);
         assert_eq!(compress(&a).unwrap(), compress(&b).unwrap());
@@ -436,6 +544,7 @@ mod tests {
             "init\0",
             "sbin/modprobe\0",
             "etc/tank-release\0",
+            "etc/tank/trusted-keys\0",
             "lib/modules/6.12.0-test/modules.dep\0",
             "lib/modules/6.12.0-test/modules.builtin\0",
             "TRAILER!!!\0",
@@ -443,6 +552,11 @@ mod tests {
             assert!(text.contains(name), "{name} missing");
         }
         assert!(text.contains("BOARD=qemu-x86_64\nKERNEL_RELEASE=6.12.0-test\n"));
+        assert!(text.contains(&format!(
+            "BUILD_ID=0123456789abcdef\nSIGNER=development {}\n",
+            "ff".repeat(16)
+        )));
+        assert!(text.contains(&format!("\ndevelopment {}\n", "01".repeat(32))));
         // The zstd frame decompresses back to the archive.
         let z = compress(&a).unwrap();
         assert_eq!(zstd::bulk::decompress(&z, a.len()).unwrap(), a);
@@ -474,6 +588,8 @@ mod tests {
             }],
             bootloader: None,
             disk: None,
+            build_id: "0123456789abcdef".into(),
+            signer: None,
         };
         let dir = std::env::temp_dir().join(format!("tank-image-manifest-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();

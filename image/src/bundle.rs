@@ -1,6 +1,7 @@
-//! The release bundle: `tank-<version>-<board>.tar.gz` holding the disk image, kernel,
-//! initramfs, command line, manifest and a `SHA256SUMS` file, under one folder of the same
-//! name. Reproducible: entries in a fixed order, mode 0644, owner 0:0, time 0, and a gzip
+//! The release bundle: `tank-<version>-<board>.tar.gz` holding the signed release manifest
+//! and its signature, kernel, initramfs, command line, build manifest, disk image and a
+//! `SHA256SUMS` file (for people; the signed manifest is what counts), under one folder of the
+//! same name. Reproducible: entries in a fixed order, mode 0644, owner 0:0, time 0, and a gzip
 //! header without a time or file name.
 //!
 //! What does not live here: building the files it carries ([`crate::build`]).

@@ -19,6 +19,7 @@
 //! - [`esp`]: the EFI System Partition (FAT32): boot loader, A/B slots, boot-counting entries.
 //! - [`disk`]: the GPT disk image around the ESP, written sparse.
 //! - [`bundle`]: the release tarball with checksums.
+//! - [`sign`]: the signing keys, the signed release manifest, build ids and labels.
 //! - [`mod@build`]: the top-level [`build::build`] that puts it all together and writes the output
 //!   folder and its [`build::Manifest`].
 //!
@@ -36,6 +37,7 @@ pub mod esp;
 pub mod kernel;
 pub mod ksmbd;
 pub mod modules;
+pub mod sign;
 
 pub use build::{build, BuildError, BuildRequest, Manifest};
 pub use kernel::{fetch, FetchError, KernelPackage};

@@ -152,6 +152,7 @@ fn real_kernel_closure_and_reproducible_build() {
     let init = tmp.join("init");
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(&init, b"\x7fELF dummy init for the reproducibility test").unwrap();
+    let signer = image::sign::Signer::from_secret([9; 32], image::sign::KeyKind::Development);
     let build = |out: &Path| {
         let t = Instant::now();
         let m = image::build(&image::BuildRequest {
@@ -160,6 +161,7 @@ fn real_kernel_closure_and_reproducible_build() {
             cache_dir: &cache,
             out_dir: out,
             version: "0.0.0-test",
+            signer: &signer,
             refresh: false,
         })
         .expect("build");
@@ -170,7 +172,14 @@ fn real_kernel_closure_and_reproducible_build() {
     let ma = build(&a);
     let mb = build(&b);
     assert_eq!(ma, mb);
-    for f in ["initramfs.img", "vmlinuz", "cmdline", "manifest.json"] {
+    for f in [
+        "initramfs.img",
+        "vmlinuz",
+        "cmdline",
+        "manifest.json",
+        "release.json",
+        "release.sig",
+    ] {
         assert_eq!(
             std::fs::read(a.join(f)).unwrap(),
             std::fs::read(b.join(f)).unwrap(),

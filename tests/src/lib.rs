@@ -28,6 +28,50 @@ pub fn image_dir(board: &str) -> PathBuf {
     }
 }
 
+/// The line of console output `out` that starts with `prefix`, trimmed; panics naming both
+/// when there is none.
+pub fn line_starting<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines()
+        .map(str::trim_end)
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
+}
+
+/// Checks `system version`'s lines for the image in `image_dir(board)`: its version, build id
+/// and signer as its `manifest.json` records them.
+pub fn check_version_lines(out: &str, board: &str) -> image::Manifest {
+    let manifest = image::Manifest::load(&image_dir(board).join("manifest.json"))
+        .expect("the image's manifest.json");
+    assert_eq!(
+        line_starting(out, "version "),
+        format!("version    {}", manifest.tank_version),
+        "{out}"
+    );
+    assert_eq!(
+        line_starting(out, "build id "),
+        format!("build id   {}", manifest.build_id),
+        "{out}"
+    );
+    let signer = manifest
+        .signer
+        .clone()
+        .expect("manifest.json names the signer");
+    let expected = format!(
+        "signer     {} key {}",
+        signer.kind.as_str(),
+        signer.fingerprint
+    );
+    assert!(
+        line_starting(out, "signer ").starts_with(&expected),
+        "{out}"
+    );
+    assert!(
+        line_starting(out, "trusts ").contains(&signer.fingerprint),
+        "{out}"
+    );
+    manifest
+}
+
 /// Where the tests' guests and files live: `target/tank-test-runs`.
 pub fn runs_dir() -> PathBuf {
     workspace_root().join("target/tank-test-runs")

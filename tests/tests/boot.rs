@@ -62,6 +62,13 @@ fn console_status_garbage_reboot_poweroff() {
     );
     let disks = guest.run("disks", t).unwrap();
     assert!(disks.contains("sda") && disks.contains("sdb"), "{disks}");
+    // version: the image's version, build id and signer; a direct kernel boot has no slots.
+    let version = guest.run("version", t).unwrap();
+    tank_tests::check_version_lines(&version, board::default_board().name);
+    assert_eq!(
+        tank_tests::line_starting(&version, "slots "),
+        "slots      no boot slots (the kernel was not started by the image's boot loader)"
+    );
     // virtio-scsi has no ATA pass-through: health is "not available", never passed.
     let health = guest.run("disk health", t).unwrap();
     let sda = health

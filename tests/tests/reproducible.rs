@@ -1,5 +1,7 @@
 //! Building the image twice from the same inputs gives byte-identical outputs: the kernel,
-//! initramfs, command line and manifest, the flashable disk image and the release bundle.
+//! initramfs, command line and manifest, the signed release manifest and its signature, the
+//! flashable disk image and the release bundle (with the key the first build used:
+//! `TANK_SIGNING_KEY` or the development key).
 
 use std::path::PathBuf;
 
@@ -21,6 +23,8 @@ fn image_build_is_reproducible() {
         cache_dir: &cache,
         out_dir: &again,
         version: env!("CARGO_PKG_VERSION"),
+        signer: &image::sign::resolve_signer(None, &tank_tests::workspace_root().join("target"))
+            .expect("the signing key the image was built with"),
         refresh: false,
     })
     .expect("second build");
@@ -32,6 +36,8 @@ fn image_build_is_reproducible() {
         "initramfs.img",
         "cmdline",
         "manifest.json",
+        "release.json",
+        "release.sig",
         disk.as_str(),
         bundle.as_str(),
     ] {

@@ -4,6 +4,7 @@
 //! two data disks while the boot disk is refused; the second assembles that pool; before the
 //! third, slot B is made newer with a kernel that cannot start its init, and systemd-boot
 //! tries it until its tries run out and falls back to slot A, which `status` reports.
+//! `system version` shows the image's version, build id and signer and both slots' states.
 //!
 //! They need the image from `cargo xtask image` and Debian's `ovmf`; run them with
 //! `cargo xtask test`.
@@ -85,6 +86,28 @@ fn uefi_boot_marks_slot_good_assembles_pool_and_falls_back() {
     assert!(
         status.contains("slot A (good, marked this boot)"),
         "{status}"
+    );
+    // system version: this image's version, build id and signer; slot A running and good
+    // (or still trying), slot B the same build, never tried, both from the disk image.
+    let version = guest.run("system version", T).unwrap();
+    let manifest = tank_tests::check_version_lines(&version, board.name);
+    let v = &manifest.tank_version;
+    let slot_a = tank_tests::line_starting(&version, "slot A ");
+    assert!(
+        slot_a.starts_with(&format!("slot A     running, {v}, good,"))
+            || slot_a.starts_with(&format!("slot A     running, {v}, trying")),
+        "{version}"
+    );
+    assert!(
+        slot_a.ends_with("installed with the disk image (flashed)"),
+        "{version}"
+    );
+    assert_eq!(
+        tank_tests::line_starting(&version, "slot B "),
+        format!(
+            "slot B     {v}, trying (3 tries left, none used), installed with the disk image (flashed)"
+        ),
+        "{version}"
     );
     let listing = guest.run("disks", T).unwrap();
     let boot = disk_named(&listing, "TANK-BOOT");
@@ -221,6 +244,17 @@ fn uefi_boot_marks_slot_good_assembles_pool_and_falls_back() {
     assert!(
         status.contains("boot       slot A (good): fell back, slot B ran out of tries"),
         "{status}"
+    );
+    // system version shows slot B bad after its two tries.
+    let version = guest.run("version", T).unwrap();
+    assert!(
+        tank_tests::line_starting(&version, "slot A ").starts_with("slot A     running, "),
+        "{version}"
+    );
+    assert!(
+        tank_tests::line_starting(&version, "slot B ")
+            .contains(", bad (no tries left after 2), installed with the disk image"),
+        "{version}"
     );
     power_off(&mut guest);
     drop(guest);

@@ -3,6 +3,7 @@
 
 mod bench;
 mod flash;
+mod keys;
 mod prereqs;
 mod soak;
 
@@ -35,7 +36,18 @@ enum Cmd {
         /// Refresh the Debian package lists even if they are recent.
         #[arg(long)]
         refresh: bool,
+        /// The ed25519 private key (PKCS#8 PEM, from `cargo xtask keygen`) that signs the
+        /// release manifest; default: $TANK_SIGNING_KEY, else the development key
+        /// target/tank-keys/dev.key (made once).
+        #[arg(long, value_name = "FILE")]
+        signing_key: Option<PathBuf>,
+        /// A build label stamped into the version (0.1.0+LABEL): letters, digits, '.', '-'.
+        #[arg(long)]
+        label: Option<String>,
     },
+    /// Make an ed25519 key pair for signing releases: DIR/release.key (private, mode 0600)
+    /// and DIR/release.pub. Existing keys are never overwritten.
+    Keygen { dir: PathBuf },
     /// Build if needed and boot the image in QEMU with two data disks; the serial console is
     /// this terminal (ctrl-a x quits QEMU).
     Run {
@@ -145,9 +157,19 @@ fn real_main() -> Result<()> {
         Cmd::Image { board, .. } if board == board::TEST_CLIENT.name => {
             build_test_client()?;
         }
-        Cmd::Image { board, refresh } => {
-            build_image(find_board(&board)?, refresh)?;
+        Cmd::Image {
+            board,
+            refresh,
+            signing_key,
+            label,
+        } => {
+            build_image_with(
+                find_board(&board)?,
+                refresh,
+                &ImageOptions { signing_key, label },
+            )?;
         }
+        Cmd::Keygen { dir } => keys::keygen(&dir)?,
         Cmd::Run {
             board,
             accel,
@@ -287,6 +309,7 @@ pub fn build_test_client() -> Result<PathBuf> {
         cache_dir: &root().join("target/kernel-cache"),
         out_dir: &out_dir,
         version: env!("CARGO_PKG_VERSION"),
+        signer: &keys::signer(None, &root().join("target"))?,
         refresh: false,
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -298,8 +321,27 @@ pub fn build_test_client() -> Result<PathBuf> {
     Ok(out_dir)
 }
 
+/// How `cargo xtask image` signs and labels a build.
+#[derive(Default)]
+pub struct ImageOptions {
+    pub signing_key: Option<PathBuf>,
+    pub label: Option<String>,
+}
+
 /// Builds the image for `board` into `target/tank/<board>` and returns that folder.
 pub fn build_image(board: &'static board::Board, refresh: bool) -> Result<PathBuf> {
+    build_image_with(board, refresh, &ImageOptions::default())
+}
+
+/// [`build_image`] with a signing key and a build label.
+pub fn build_image_with(
+    board: &'static board::Board,
+    refresh: bool,
+    options: &ImageOptions,
+) -> Result<PathBuf> {
+    let version =
+        image::sign::labelled_version(env!("CARGO_PKG_VERSION"), options.label.as_deref())?;
+    let signer = keys::signer(options.signing_key.as_deref(), &root().join("target"))?;
     prereqs::ensure()?;
     let started = Instant::now();
     let init = build_init()?;
@@ -311,17 +353,22 @@ pub fn build_image(board: &'static board::Board, refresh: bool) -> Result<PathBu
         init_binary: &init,
         cache_dir: &cache_dir,
         out_dir: &out_dir,
-        version: env!("CARGO_PKG_VERSION"),
+        version: &version,
+        signer: &signer,
         refresh,
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!(
-        "xtask: image for {} in {} ({:.1} s): kernel {}, {} modules",
+        "xtask: image {version} for {} in {} ({:.1} s): kernel {}, {} modules, build id {}, \
+         signed with the {} key {}",
         board.name,
         out_dir.display(),
         started.elapsed().as_secs_f64(),
         manifest.kernel.release,
-        manifest.modules.len()
+        manifest.modules.len(),
+        manifest.build_id,
+        signer.kind.as_str(),
+        signer.fingerprint()
     );
     Ok(out_dir)
 }
@@ -539,6 +586,26 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn image_and_keygen_arguments() {
+        use clap::Parser;
+        let parse = |args: &[&str]| super::Cli::try_parse_from(["cargo xtask"].iter().chain(args));
+        match parse(&["image", "--signing-key", "k.key", "--label", "rc1"]).map(|c| c.command) {
+            Ok(super::Cmd::Image {
+                signing_key, label, ..
+            }) => {
+                assert_eq!(signing_key.as_deref(), Some(std::path::Path::new("k.key")));
+                assert_eq!(label.as_deref(), Some("rc1"));
+            }
+            _ => panic!("not the image command"),
+        }
+        assert!(matches!(
+            parse(&["keygen", "keys"]).map(|c| c.command),
+            Ok(super::Cmd::Keygen { .. })
+        ));
+        assert!(parse(&["keygen"]).is_err());
     }
 
     #[test]

@@ -232,7 +232,7 @@ pub fn send_webhook(channels: &Channels, n: &Notice) -> Result<String, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
-        .user_agent(format!("tank/{}", crate::VERSION))
+        .user_agent(format!("tank/{}", crate::version()))
         .build()
         .into();
     let request = agent.post(hook.url.as_str());

@@ -15,6 +15,7 @@ pub mod parse_snapshot;
 pub mod render;
 pub mod request;
 pub mod time;
+pub mod version;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -123,7 +124,7 @@ impl Consoles {
             session,
             format!(
                 "\r\nTank {} on {}. Type 'help' for commands.\r\n{}",
-                crate::VERSION,
+                crate::version(),
                 session.device,
                 self.prompt()
             )

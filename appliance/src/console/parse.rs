@@ -33,6 +33,11 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         noun: "system",
+        usage: "system version",
+        about: "version and build label, build id, signer, both boot slots and their states (also: version)",
+    },
+    CommandHelp {
+        noun: "system",
         usage: "system hostname [NAME]",
         about: "show or set the host name (also: hostname)",
     },
@@ -306,6 +311,10 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
             Request::PowerOff
         }
         "log" => parse_log(rest)?,
+        "version" => {
+            super::version::parse_version(rest)?;
+            Request::Version
+        }
         "alert" | "alerts" => Request::Alert(super::parse_alert::parse_alert(rest)?),
         "hostname" => parse_hostname(rest)?,
         "system" => parse_system(rest)?,
@@ -359,6 +368,7 @@ fn no_more(cmd: &str, rest: &[&str]) -> Result<(), ParseError> {
 fn parse_system(rest: &[&str]) -> Result<Request, ParseError> {
     match rest {
         ["status"] => Ok(Request::Status),
+        ["version", args @ ..] => super::version::parse_version(args).map(|()| Request::Version),
         ["reboot"] => Ok(Request::Reboot),
         ["poweroff"] => Ok(Request::PowerOff),
         ["hostname", args @ ..] => parse_hostname(args),

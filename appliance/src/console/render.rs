@@ -23,6 +23,7 @@ pub fn reply(reply: &Reply) -> String {
         Reply::DiskHealthDetail(reading) => health_detail(reading),
         Reply::AskSecret { prompt, .. } => format!("{prompt}\n"),
         Reply::Time(report) => super::time::render(report),
+        Reply::Version(report) => super::version::render(report),
     }
 }
 

@@ -415,6 +415,8 @@ pub enum ConfigRequest {
 pub enum Request {
     Alert(AlertRequest),
     Status,
+    /// `system version`.
+    Version,
     Disks,
     /// Sequential read speed of a disk (`disk readtest`).
     DiskReadTest {
@@ -617,4 +619,6 @@ pub enum Reply {
     },
     /// `time`.
     Time(Box<super::time::TimeReport>),
+    /// `system version`.
+    Version(Box<super::version::VersionReport>),
 }

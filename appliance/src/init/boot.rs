@@ -53,7 +53,10 @@ pub fn boot() -> Appliance {
         log::error!("boot: early mounts: {e}");
     }
     std::panic::set_hook(Box::new(|p| log::error!("internal error: {p}")));
-    log::info!("Tank {} init started at {started_at:.2} s", crate::VERSION);
+    log::info!(
+        "Tank {} init started at {started_at:.2} s",
+        crate::version()
+    );
 
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let board = board_from_cmdline(&cmdline);

@@ -103,7 +103,7 @@ pub fn startup_for(config: &Config, hostname: &str) -> Startup {
         max_protocol: "SMB3_11".into(),
         netbios_name: netbios_name(hostname),
         workgroup: smb.workgroup.clone(),
-        server_string: format!("Tank {}", crate::VERSION),
+        server_string: format!("Tank {}", crate::version()),
         tcp_port: 445,
         ipc_timeout_secs: 10,
         deadtime_mins: 0,

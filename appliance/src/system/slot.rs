@@ -8,7 +8,8 @@
 //! with no pool on the disks, as on a new box), [`boot_ready`] mounts the ESP with the
 //! kernel's vfat driver and renames the entry to `tank-a.conf`: good. A slot whose tries run
 //! out (`+0-N`) is sorted last by systemd-boot, so the other slot boots; this module notices
-//! that (a newer entry with no tries left) and says so in `status`.
+//! that (a newer entry with no tries left) and says so in `status`. [`esp_slots`] reads both
+//! slots' entries (version, state, install time) for `system version`.
 //!
 //! What does not live here: finding the boot disk ([`super::bootdev`]), writing the image
 //! (the host-side `image` crate).
@@ -49,7 +50,7 @@ impl Slot {
         }
     }
 
-    fn letter(self) -> char {
+    pub fn letter(self) -> char {
         match self {
             Slot::A => 'A',
             Slot::B => 'B',
@@ -141,6 +142,9 @@ impl SlotStatus {
     }
 }
 
+/// What `status` and `system version` say when there are no boot slots.
+pub const NO_SLOTS: &str = "no boot slots (the kernel was not started by the image's boot loader)";
+
 static STATUS: Mutex<Option<SlotStatus>> = Mutex::new(None);
 static BOOTED: OnceLock<Option<SlotStatus>> = OnceLock::new();
 
@@ -149,8 +153,115 @@ pub fn status_line() -> String {
     let known = STATUS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match known.or_else(|| booted().clone()) {
         Some(s) => s.line(),
-        None => "no boot slots (the kernel was not started by the image's boot loader)".into(),
+        None => NO_SLOTS.into(),
     }
+}
+
+/// The slot this boot came from; `None` when the kernel was not started by the image's boot
+/// loader.
+pub fn booted_slot() -> Option<Slot> {
+    booted().as_ref().map(|s| s.slot)
+}
+
+/// A slot's boot entry as the boot loader will see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    /// No counter: marked good.
+    Good,
+    /// Counting: tries left, tries used.
+    Trying { left: u32, done: u32 },
+    /// No tries left: systemd-boot sorts it last, the other slot boots.
+    Bad { done: u32 },
+}
+
+impl EntryState {
+    fn of(name: &EntryName) -> EntryState {
+        match name.tries_left {
+            None => EntryState::Good,
+            Some(0) => EntryState::Bad {
+                done: name.tries_done,
+            },
+            Some(left) => EntryState::Trying {
+                left,
+                done: name.tries_done,
+            },
+        }
+    }
+
+    /// `good`, `trying (2 tries left, 1 used)`, `bad (no tries left after 3)`.
+    pub fn describe(&self) -> String {
+        match self {
+            EntryState::Good => "good".into(),
+            EntryState::Trying { left, done: 0 } => {
+                format!("trying ({left} tries left, none used)")
+            }
+            EntryState::Trying { left, done } => format!("trying ({left} tries left, {done} used)"),
+            EntryState::Bad { done } => format!("bad (no tries left after {done})"),
+        }
+    }
+}
+
+/// One slot as `system version` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotEntry {
+    pub slot: Slot,
+    /// From the entry's title, `Tank 0.1.0+rc1 (slot A)`.
+    pub version: Option<String>,
+    pub state: EntryState,
+    pub generation: u64,
+    /// When the slot's kernel was written (Unix seconds); `None` for the disk image's own
+    /// files, whose times are the FAT epoch.
+    pub installed: Option<i64>,
+}
+
+/// The version in an entry's `title` line.
+pub fn title_version(text: &str) -> Option<String> {
+    let title = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("title"))?
+        .trim();
+    let rest = title.strip_prefix("Tank ")?;
+    let version = rest.split("(slot").next()?.trim();
+    (!version.is_empty()).then(|| version.to_owned())
+}
+
+/// Before 1980-01-03: a time the image builder set (the FAT epoch in any time zone).
+const IMAGE_TIME_LIMIT: i64 = 315_705_600;
+
+/// Both slots' entries in the ESP mounted at `root`, in slot order.
+pub fn read_slots(root: &Path) -> Result<Vec<SlotEntry>, String> {
+    let dir = root.join("loader/entries");
+    let list =
+        std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut slots = Vec::new();
+    for item in list.flatten() {
+        let file = item.file_name().to_string_lossy().into_owned();
+        let Some(name) = EntryName::parse(&file) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(item.path()).unwrap_or_default();
+        let kernel = root.join("tank").join(name.slot.id()).join("vmlinuz");
+        let installed = std::fs::metadata(&kernel)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .filter(|&t| t >= IMAGE_TIME_LIMIT);
+        slots.push(SlotEntry {
+            slot: name.slot,
+            version: title_version(&text),
+            state: EntryState::of(&name),
+            generation: generation(&text),
+            installed,
+        });
+    }
+    slots.sort_by_key(|s| s.slot.letter());
+    Ok(slots)
+}
+
+/// Both slots' entries, read from the boot device's ESP.
+pub fn esp_slots() -> Result<Vec<SlotEntry>, String> {
+    with_esp(read_slots)
 }
 
 /// This boot's slot from the kernel command line and the boot loader's variables (read once).
@@ -499,6 +610,48 @@ mod tests {
             Mark::AlreadyGood
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn slots_on_an_esp_folder() {
+        let root = std::env::temp_dir().join(format!("tank-slots-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let entries = root.join("loader/entries");
+        std::fs::create_dir_all(&entries).unwrap();
+        std::fs::create_dir_all(root.join("tank/a")).unwrap();
+        std::fs::write(
+            entries.join("tank-a.conf"),
+            "title      Tank 0.1.0+rc1 (slot A)\nsort-key   tank\nversion    2\n",
+        )
+        .unwrap();
+        std::fs::write(
+            entries.join("tank-b+0-3.conf"),
+            "title      Tank 0.2.0 (slot B)\nversion    3\n",
+        )
+        .unwrap();
+        std::fs::write(entries.join("other.conf"), "title x\n").unwrap();
+        std::fs::write(root.join("tank/a/vmlinuz"), b"k").unwrap();
+        let slots = read_slots(&root).unwrap();
+        assert_eq!(slots.len(), 2);
+        assert_eq!(slots[0].slot, Slot::A);
+        assert_eq!(slots[0].version.as_deref(), Some("0.1.0+rc1"));
+        assert_eq!(slots[0].state, EntryState::Good);
+        assert_eq!(slots[0].generation, 2);
+        assert!(slots[0].installed.is_some(), "written now, so dated");
+        assert_eq!(slots[1].state, EntryState::Bad { done: 3 });
+        assert_eq!(slots[1].installed, None, "no kernel file");
+        assert_eq!(slots[1].state.describe(), "bad (no tries left after 3)");
+        assert_eq!(
+            EntryState::of(&EntryName::parse("tank-b+3.conf").unwrap()).describe(),
+            "trying (3 tries left, none used)"
+        );
+        assert_eq!(
+            EntryState::of(&EntryName::parse("tank-b+2-1.conf").unwrap()).describe(),
+            "trying (2 tries left, 1 used)"
+        );
+        assert_eq!(title_version("title Tank (slot A)\n"), None);
+        assert_eq!(title_version("version 2\n"), None);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

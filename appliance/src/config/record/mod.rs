@@ -38,6 +38,7 @@
 pub mod v1;
 pub mod v2;
 pub mod v3;
+mod versions;
 
 use thiserror::Error;
 
@@ -49,8 +50,7 @@ use v3::ConfigRecordV3;
 /// The magic bytes at the start of every record file.
 pub const MAGIC: [u8; 8] = *b"TANKCFG\0";
 
-/// The format version [`encode`] writes.
-pub const CURRENT_VERSION: u32 = 3;
+pub use versions::{CURRENT_VERSION, OLDEST_VERSION};
 
 /// Bytes before the payload: magic, version, generation, payload length.
 pub const HEADER_LEN: usize = 24;
@@ -73,7 +73,8 @@ pub enum RecordError {
     BadMagic { found: Vec<u8> },
     #[error(
         "the record has format version {version}, which this appliance does not know (it reads \
-         versions 1 to {newest}): if newer software wrote it, update the appliance",
+         versions {oldest} to {newest}): if newer software wrote it, update the appliance",
+        oldest = OLDEST_VERSION,
         newest = CURRENT_VERSION
     )]
     UnknownVersion { version: u32 },

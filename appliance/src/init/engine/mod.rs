@@ -4,7 +4,8 @@
 //! shutdown; [`health_requests`] holds disk health and its poll; [`storage_requests`] holds
 //! pool assembly, pool, dataset and file requests and the long storage jobs; [`time_requests`]
 //! holds `time`, the SNTP client's reports and [`time_requests::ClockState`];
-//! [`backup_requests`] holds `system config export` and `system config import`.
+//! [`backup_requests`] holds `system config export` and `system config import`;
+//! [`system_requests`] holds `system version`.
 
 mod alert_requests;
 mod backup_requests;
@@ -13,6 +14,7 @@ mod sharing_requests;
 mod smb_requests;
 mod snapshot_requests;
 mod storage_requests;
+mod system_requests;
 mod time_requests;
 
 use std::sync::mpsc::{Receiver, Sender};
@@ -377,6 +379,7 @@ impl Appliance {
         }
         match request {
             Request::Status => Ok(Reply::Status(Box::new(self.status()))),
+            Request::Version => Ok(self.version_request()),
             Request::Disks => Ok(Reply::Disks(disks::list(), storage::disk_roles())),
             Request::DiskReadTest { disk, bytes } => {
                 let speed = storage::read_test(&disk, bytes)?;
@@ -568,7 +571,7 @@ impl Appliance {
                 .push("the kernel's random pool is not ready: creating a pool would stall".into());
         }
         StatusReport {
-            version: crate::VERSION,
+            version: crate::version(),
             board: self.board.name,
             kernel: info::kernel_release(),
             hostname: self.hostname.clone(),
@@ -724,6 +727,7 @@ fn changes_config(request: &Request) -> bool {
     };
     match request {
         Request::Status
+        | Request::Version
         | Request::Disks
         | Request::DiskReadTest { .. }
         | Request::DiskHealth(_)
