@@ -320,13 +320,7 @@ impl Appliance {
             let e = m.errors;
             let mut rose = Vec::new();
             let mut serious = false;
-            for (kind, now) in [
-                ("read", e.read),
-                ("write", e.write),
-                ("flush", e.flush),
-                ("corruption", e.corruption),
-                ("generation", e.generation),
-            ] {
+            for (kind, now) in error_kinds(&e) {
                 let key = format!("member.{}.{kind}", m.devid);
                 let before = *self.book.baselines.entry(key.clone()).or_insert(now);
                 if now < before {
@@ -691,13 +685,7 @@ impl Appliance {
             if let Some(status) = storage::status(&self.config, false, None, None) {
                 for m in &status.members {
                     let e = m.errors;
-                    for (kind, now) in [
-                        ("read", e.read),
-                        ("write", e.write),
-                        ("flush", e.flush),
-                        ("corruption", e.corruption),
-                        ("generation", e.generation),
-                    ] {
+                    for (kind, now) in error_kinds(&e) {
                         let key = format!("member.{}.{kind}", m.devid);
                         if key.starts_with(prefix) {
                             self.book.baselines.insert(key, now);
@@ -929,6 +917,17 @@ impl Appliance {
             })
             .collect()
     }
+}
+
+/// A member's btrfs error counters by name.
+fn error_kinds(e: &crate::storage::ErrorCounters) -> [(&'static str, u64); 5] {
+    [
+        ("read", e.read),
+        ("write", e.write),
+        ("flush", e.flush),
+        ("corruption", e.corruption),
+        ("generation", e.generation),
+    ]
 }
 
 fn channel_name(c: AlertChannel) -> &'static str {

@@ -17,7 +17,6 @@ use crate::config::export::{self, MailPassword, Plan};
 use crate::config::{Config, DatasetConfig};
 use crate::console::request::{ConfigRequest, DatasetProps};
 use crate::console::{Reply, Request};
-use crate::net::{IfaceSettings, Method};
 use crate::storage::files;
 use crate::storage::pool as storage;
 use crate::system::clock::console_time;
@@ -40,31 +39,6 @@ fn props_of(ds: &DatasetConfig) -> DatasetProps {
     }
 }
 
-/// The network settings of a configuration, as the network module takes them.
-fn iface_settings(config: &Config) -> Vec<IfaceSettings> {
-    config
-        .network
-        .iter()
-        .map(|i| IfaceSettings {
-            name: i.name.clone(),
-            method: match &i.method {
-                crate::config::NetMethod::Dhcp => Method::Dhcp,
-                crate::config::NetMethod::Static {
-                    address,
-                    prefix,
-                    gateway,
-                    dns,
-                } => Method::Static {
-                    address: *address,
-                    prefix: *prefix,
-                    gateway: *gateway,
-                    dns: dns.clone(),
-                },
-            },
-        })
-        .collect()
-}
-
 impl Appliance {
     pub(super) fn config_request(&mut self, request: ConfigRequest) -> Result<Reply, String> {
         self.require_pool()?;
@@ -81,27 +55,6 @@ impl Appliance {
                 self.config_import(&path, &bytes, seen, confirmed)
             }
         }
-    }
-
-    /// Splits `path` and checks its dataset exists; returns the dataset, the path inside it and
-    /// the dataset's mount point.
-    fn dataset_file<'a>(
-        &self,
-        path: &'a str,
-    ) -> Result<(&'a str, std::path::PathBuf, std::path::PathBuf), String> {
-        let (dataset, rel) = files::split(path).map_err(|e| e.to_string())?;
-        if !self
-            .config
-            .datasets
-            .iter()
-            .any(|d| d.name.as_str() == dataset)
-        {
-            return Err(format!(
-                "there is no dataset '{dataset}'; 'dataset list' shows them"
-            ));
-        }
-        let mount = crate::storage::dataset_mountpoint(self.pool_name(), dataset);
-        Ok((dataset, rel, mount))
     }
 
     fn config_export(&mut self, path: &str, secrets: bool) -> Result<Reply, String> {
@@ -275,7 +228,7 @@ impl Appliance {
         }
         if failure.is_none() && plan.config.network != old.network {
             let mut settings = self.net_settings.clone();
-            settings.interfaces = iface_settings(&plan.config);
+            settings.interfaces = super::iface_settings(&plan.config);
             let applied = match &self.network {
                 Some(net) => net.apply(settings.clone()).map_err(|e| e.to_string()),
                 None => Ok(()),

@@ -301,27 +301,7 @@ impl Appliance {
                 let _ = self.set_hostname(&name);
             }
         }
-        self.net_settings.interfaces = config
-            .network
-            .iter()
-            .map(|i| IfaceSettings {
-                name: i.name.clone(),
-                method: match &i.method {
-                    crate::config::NetMethod::Dhcp => Method::Dhcp,
-                    crate::config::NetMethod::Static {
-                        address,
-                        prefix,
-                        gateway,
-                        dns,
-                    } => Method::Static {
-                        address: *address,
-                        prefix: *prefix,
-                        gateway: *gateway,
-                        dns: dns.clone(),
-                    },
-                },
-            })
-            .collect();
+        self.net_settings.interfaces = iface_settings(&config);
         if !self.net_settings.interfaces.is_empty() {
             if let Some(net) = &self.network {
                 if let Err(e) = net.apply(self.net_settings.clone()) {
@@ -715,6 +695,31 @@ impl Appliance {
         }
         Err(failure)
     }
+}
+
+/// The network settings of a configuration, as the network module takes them.
+pub(super) fn iface_settings(config: &Config) -> Vec<IfaceSettings> {
+    config
+        .network
+        .iter()
+        .map(|i| IfaceSettings {
+            name: i.name.clone(),
+            method: match &i.method {
+                crate::config::NetMethod::Dhcp => Method::Dhcp,
+                crate::config::NetMethod::Static {
+                    address,
+                    prefix,
+                    gateway,
+                    dns,
+                } => Method::Static {
+                    address: *address,
+                    prefix: *prefix,
+                    gateway: *gateway,
+                    dns: dns.clone(),
+                },
+            },
+        })
+        .collect()
 }
 
 /// Whether `request` changes the saved configuration (and so needs a store that can keep

@@ -317,6 +317,27 @@ impl Appliance {
         })
     }
 
+    /// Splits `path` and checks its dataset exists; returns the dataset, the path inside it and
+    /// the dataset's mount point.
+    pub(super) fn dataset_file<'a>(
+        &self,
+        path: &'a str,
+    ) -> Result<(&'a str, std::path::PathBuf, std::path::PathBuf), String> {
+        let (dataset, rel) = files::split(path).map_err(|e| e.to_string())?;
+        if !self
+            .config
+            .datasets
+            .iter()
+            .any(|d| d.name.as_str() == dataset)
+        {
+            return Err(format!(
+                "there is no dataset '{dataset}'; 'dataset list' shows them"
+            ));
+        }
+        let mount = crate::storage::dataset_mountpoint(self.pool_name(), dataset);
+        Ok((dataset, rel, mount))
+    }
+
     pub(super) fn start_scrub(&mut self) -> Result<(), String> {
         self.start_job(
             "scrub",
@@ -686,18 +707,7 @@ impl Appliance {
             | FileRequest::List { path }
             | FileRequest::Remove { path } => path.clone(),
         };
-        let (dataset, rel) = files::split(&path).map_err(|e| e.to_string())?;
-        if !self
-            .config
-            .datasets
-            .iter()
-            .any(|d| d.name.as_str() == dataset)
-        {
-            return Err(format!(
-                "there is no dataset '{dataset}'; 'dataset list' shows them"
-            ));
-        }
-        let mount = crate::storage::dataset_mountpoint(self.pool_name(), dataset);
+        let (dataset, rel, mount) = self.dataset_file(&path)?;
         match request {
             FileRequest::Write { size, seed, .. } => {
                 let started = std::time::Instant::now();
